@@ -1,0 +1,289 @@
+//! Locate: find the API workload and what a migration needs from it.
+//!
+//! Given the split stream and a profile (or an explicit `--api-workload`), this
+//! module finds exactly one Deployment or StatefulSet and its API container, and
+//! reads them into k8s-openapi types: image, env, volumes, pod settings.
+//!
+//! It owns the rules for "which workload is the API" and "is its image usable".
+//! It must not change any document, and it parses only workload documents.
+
+use crate::profile::Profile;
+use crate::stream::{Doc, Stream};
+use anyhow::{anyhow, bail, Context, Result};
+use k8s_openapi::api::core::v1::{Container, PodSpec};
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+
+/// `--api-workload KIND/NAME[:CONTAINER]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WorkloadRef {
+    pub kind: String,
+    pub name: String,
+    pub container: Option<String>,
+}
+
+impl std::str::FromStr for WorkloadRef {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("{s:?} is not KIND/NAME[:CONTAINER], e.g. Deployment/prefect-server:prefect-server");
+        let (kind, rest) = s.split_once('/').ok_or_else(bad)?;
+        let (name, container) = match rest.split_once(':') {
+            Some((n, c)) => (n, Some(c.to_owned())),
+            None => (rest, None),
+        };
+        if kind.is_empty() || name.is_empty() || container.as_deref() == Some("") {
+            return Err(bad());
+        }
+        Ok(WorkloadRef {
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            container,
+        })
+    }
+}
+
+/// The API workload, read into typed pieces.
+#[derive(Debug, Clone)]
+pub struct ApiWorkload {
+    /// Index of its document in the stream.
+    pub doc: usize,
+    pub kind: String,
+    pub name: String,
+    pub namespace: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub pod: PodSpec,
+    pub container: Container,
+    pub image: ImageRef,
+}
+
+impl ApiWorkload {
+    pub fn describe(&self) -> String {
+        format!(
+            "{} {}{} container {}",
+            self.kind,
+            self.namespace
+                .as_deref()
+                .map(|n| format!("{n}/"))
+                .unwrap_or_default(),
+            self.name,
+            self.container.name
+        )
+    }
+
+    /// The literal value of an env variable of the API container, if set as one.
+    pub fn env_literal(&self, name: &str) -> Option<&str> {
+        self.container
+            .env
+            .iter()
+            .flatten()
+            .find(|e| e.name == name)
+            .and_then(|e| e.value.as_deref())
+    }
+
+    pub fn has_env(&self, name: &str) -> bool {
+        self.container.env.iter().flatten().any(|e| e.name == name)
+    }
+}
+
+/// An image reference split as written: `repo[:tag][@digest]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageRef {
+    pub full: String,
+    pub tag: Option<String>,
+    pub digest: Option<String>,
+}
+
+impl ImageRef {
+    pub fn parse(image: &str) -> ImageRef {
+        let (name, digest) = match image.split_once('@') {
+            Some((n, d)) => (n, Some(d.to_owned())),
+            None => (image, None),
+        };
+        let last_slash = name.rfind('/').map_or(0, |i| i + 1);
+        let tag = name[last_slash..]
+            .rfind(':')
+            .map(|i| name[last_slash + i + 1..].to_owned());
+        ImageRef {
+            full: image.to_owned(),
+            tag,
+            digest,
+        }
+    }
+}
+
+/// Finds the API workload among the stream's documents.
+pub fn find(stream: &Stream, profile: &Profile, explicit: Option<&WorkloadRef>) -> Result<ApiWorkload> {
+    let mut workloads = Vec::new(); // every workload, for messages
+    let mut found = Vec::new();
+    for (i, doc) in stream.docs.iter().enumerate() {
+        let Some(head) = &doc.head else { continue };
+        let kinds: &[String] = &profile.workload.kinds;
+        let wanted = match explicit {
+            Some(r) => head.kind == r.kind,
+            None => kinds.iter().any(|k| *k == head.kind),
+        };
+        if !wanted {
+            continue;
+        }
+        workloads.push(format!("{}/{}", head.kind, head.name));
+        let matches = match explicit {
+            Some(r) => head.name == r.name,
+            None => {
+                profile.workload.name.as_ref().is_none_or(|n| *n == head.name)
+                    && labels_match(&labels(doc.value()?), &profile.workload.match_labels)
+            }
+        };
+        if matches {
+            found.push(i);
+        }
+    }
+    let wanted = match explicit {
+        Some(r) => format!("{}/{}", r.kind, r.name),
+        None => describe_match(profile),
+    };
+    let seen = if workloads.is_empty() {
+        "none".to_owned()
+    } else {
+        workloads.join(", ")
+    };
+    match found.as_slice() {
+        [] => bail!(
+            "no API workload found: looked for {wanted}; workloads in the stream: {seen}. Name it with --api-workload KIND/NAME[:CONTAINER], or choose the profile that fits this chart (--profile)"
+        ),
+        [i] => read(*i, &stream.docs[*i], profile, explicit),
+        many => bail!(
+            "{} workloads match {wanted}: {}. Name the API with --api-workload KIND/NAME[:CONTAINER]",
+            many.len(),
+            many.iter()
+                .map(|i| stream.docs[*i].describe())
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+fn describe_match(profile: &Profile) -> String {
+    let w = &profile.workload;
+    let mut parts = vec![w.kinds.join(" or ")];
+    if let Some(n) = &w.name {
+        parts.push(format!("named {n}"));
+    }
+    if !w.match_labels.is_empty() {
+        let l: Vec<_> = w.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        parts.push(format!("labelled {}", l.join(",")));
+    }
+    format!("{} (profile {})", parts.join(" "), profile.name)
+}
+
+/// `metadata.labels` of a parsed document, string values only.
+pub fn labels(value: &Value) -> BTreeMap<String, String> {
+    value
+        .get("metadata")
+        .and_then(|m| m.get("labels"))
+        .and_then(Value::as_mapping)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| Some((k.as_str()?.to_owned(), scalar_text(v)?)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn scalar_text(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+pub fn labels_match(labels: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> bool {
+    wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
+/// The pod template's spec of a workload document, typed.
+pub fn pod_spec(doc: &Doc) -> Result<PodSpec> {
+    let spec = doc
+        .value()?
+        .get("spec")
+        .and_then(|s| s.get("template"))
+        .and_then(|t| t.get("spec"))
+        .ok_or_else(|| anyhow!("{} has no spec.template.spec", doc.describe()))?;
+    serde_yaml::from_value(spec.clone())
+        .with_context(|| format!("{}: spec.template.spec is not a valid pod spec", doc.describe()))
+}
+
+fn read(i: usize, doc: &Doc, profile: &Profile, explicit: Option<&WorkloadRef>) -> Result<ApiWorkload> {
+    let head = doc.head.as_ref().expect("workloads have heads");
+    let pod = pod_spec(doc)?;
+    let wanted = explicit
+        .and_then(|r| r.container.as_deref())
+        .or(profile.workload.container.as_deref());
+    let names: Vec<&str> = pod.containers.iter().map(|c| c.name.as_str()).collect();
+    let container = match wanted {
+        Some(name) => pod.containers.iter().find(|c| c.name == name).ok_or_else(|| {
+            anyhow!(
+                "{} has no container {name:?} (containers: {}). Name the API container with --api-workload {}/{}:CONTAINER",
+                doc.describe(), names.join(", "), head.kind, head.name
+            )
+        })?,
+        None => match pod.containers.as_slice() {
+            [only] => only,
+            _ => bail!(
+                "{} has {} containers ({}): say which runs the API with --api-workload {}/{}:CONTAINER",
+                doc.describe(), names.len(), names.join(", "), head.kind, head.name
+            ),
+        },
+    }
+    .clone();
+    let image_text = container.image.clone().unwrap_or_default();
+    if image_text.is_empty() {
+        bail!("{} container {} has no image", doc.describe(), container.name);
+    }
+    let image = ImageRef::parse(&image_text);
+    if image.tag.is_none() && image.digest.is_none() {
+        bail!(
+            "the API image {image_text:?} ({} container {}) has no tag: the migration would run whatever `latest` is when the pod starts, not the release you render. Pin a tag or a digest in the chart's values",
+            doc.describe(), container.name
+        );
+    }
+    if image.tag.as_deref() == Some("latest") && image.digest.is_none() {
+        bail!(
+            "the API image {image_text:?} ({} container {}) uses `:latest`: a migration must run exactly the release being deployed. Pin a version tag or a digest in the chart's values",
+            doc.describe(), container.name
+        );
+    }
+    Ok(ApiWorkload {
+        doc: i,
+        kind: head.kind.clone(),
+        name: head.name.clone(),
+        namespace: head.namespace.clone(),
+        labels: labels(doc.value()?),
+        pod,
+        container,
+        image,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_refs() {
+        let r = ImageRef::parse("registry:5000/prefecthq/prefect:3.7.8-python3.11@sha256:ab");
+        assert_eq!(r.tag.as_deref(), Some("3.7.8-python3.11"));
+        assert_eq!(r.digest.as_deref(), Some("sha256:ab"));
+        let r = ImageRef::parse("registry:5000/prefecthq/prefect");
+        assert_eq!(r.tag, None);
+    }
+
+    #[test]
+    fn workload_refs() {
+        let r: WorkloadRef = "Deployment/web:api".parse().unwrap();
+        assert_eq!(r.container.as_deref(), Some("api"));
+        assert!("Deployment".parse::<WorkloadRef>().is_err());
+        assert!("Deployment/web:".parse::<WorkloadRef>().is_err());
+    }
+}

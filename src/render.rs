@@ -1,0 +1,114 @@
+//! Render: run the real helm as a subprocess.
+//!
+//! Helm is `$HELM_BIN`, else `helm` on PATH. Every call is an argument vector
+//! (never a shell), and user-supplied strings are passed only as the values of
+//! flags lockstep chose (`--values=FILE`, `--set=K=V`), never as flags of their own.
+//!
+//! This module owns talking to helm. It must not interpret what helm prints
+//! beyond success and failure: `stream` splits the output.
+
+use anyhow::{bail, Context, Result};
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// How to find helm, and what was tried, for the error message.
+pub fn helm_bin() -> Result<PathBuf> {
+    if let Some(bin) = std::env::var_os("HELM_BIN").filter(|b| !b.is_empty()) {
+        let p = PathBuf::from(&bin);
+        if p.components().count() > 1 {
+            if p.is_file() {
+                return Ok(p);
+            }
+        } else if let Some(found) = which(&bin) {
+            return Ok(found);
+        }
+        bail!(
+            "HELM_BIN is set to {:?}, which is not an executable file. Point HELM_BIN at helm, or unset it to use `helm` from PATH (install helm: https://helm.sh/docs/intro/install/, or `scripts/install-tools.sh` in lockstep's repository)",
+            p.display()
+        );
+    }
+    which(&OsString::from("helm")).context(
+        "helm was not found: HELM_BIN is not set and there is no `helm` on PATH. Install helm 3.x or 4.x (https://helm.sh/docs/intro/install/, or `scripts/install-tools.sh` in lockstep's repository), or set HELM_BIN to its path",
+    )
+}
+
+fn which(name: &std::ffi::OsStr) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+}
+
+/// Everything `helm template` is told.
+#[derive(Debug, Clone, Default)]
+pub struct TemplateArgs {
+    pub release: String,
+    pub chart: PathBuf,
+    pub namespace: Option<String>,
+    pub values: Vec<PathBuf>,
+    pub set: Vec<String>,
+    pub set_string: Vec<String>,
+    pub kube_version: Option<String>,
+    pub api_versions: Vec<String>,
+}
+
+impl TemplateArgs {
+    pub fn argv(&self) -> Vec<OsString> {
+        let mut a: Vec<OsString> = vec!["template".into(), self.release.clone().into()];
+        a.push(safe_path(&self.chart));
+        if let Some(ns) = &self.namespace {
+            a.push(format!("--namespace={ns}").into());
+        }
+        if let Some(v) = &self.kube_version {
+            a.push(format!("--kube-version={v}").into());
+        }
+        for v in &self.api_versions {
+            a.push(format!("--api-versions={v}").into());
+        }
+        for f in &self.values {
+            let mut s = OsString::from("--values=");
+            s.push(f.as_os_str());
+            a.push(s);
+        }
+        for s in &self.set {
+            a.push(format!("--set={s}").into());
+        }
+        for s in &self.set_string {
+            a.push(format!("--set-string={s}").into());
+        }
+        a.push("--include-crds".into());
+        a
+    }
+}
+
+/// A path helm cannot mistake for a flag.
+fn safe_path(p: &Path) -> OsString {
+    if p.as_os_str().to_string_lossy().starts_with('-') {
+        Path::new(".").join(p).into_os_string()
+    } else {
+        p.as_os_str().to_owned()
+    }
+}
+
+/// Runs helm with `args`, returning stdout; helm's own message on failure.
+pub fn run(helm: &Path, args: &[OsString], what: &str) -> Result<String> {
+    let out = Command::new(helm)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("could not run {} for {what}", helm.display()))?;
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr);
+        bail!(
+            "{what} failed ({}): {}\n  fix: correct the chart or values helm names above, and check it with `helm template`",
+            out.status,
+            msg.trim()
+        );
+    }
+    String::from_utf8(out.stdout).with_context(|| format!("{what} printed output that is not UTF-8"))
+}
+
+pub fn template(helm: &Path, args: &TemplateArgs) -> Result<String> {
+    run(helm, &args.argv(), "helm template")
+}

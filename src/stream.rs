@@ -1,0 +1,527 @@
+//! The manifest stream: split a rendered stream into documents in one pass.
+//!
+//! Every document keeps the exact bytes it had in the input (`raw`), so documents
+//! no stage changes are written back byte-for-byte. Only a document's head
+//! (apiVersion, kind, metadata.name, metadata.namespace) is read up front, by a
+//! line scan that understands the block style helm prints; a document the scan
+//! does not fully understand (flow style, quoted or duplicate top-level keys,
+//! anchors, tabs, a separator line with content) is parsed with serde_yaml
+//! instead, which also gives precise errors for malformed input. Full parses of
+//! the documents that matter happen on demand and are cached.
+//!
+//! This module owns splitting, heads and parsing. It must not decide what a
+//! document means: that is `locate` and `inject`.
+
+use anyhow::{anyhow, bail, Context, Result};
+use serde_yaml::{Mapping, Value};
+use std::borrow::Cow;
+use std::cell::OnceCell;
+
+/// What a document is, from its top-level keys.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Head {
+    pub api_version: String,
+    pub kind: String,
+    /// `metadata.name`, or `metadata.generateName`, or empty.
+    pub name: String,
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct Doc<'a> {
+    /// The bytes written back when the document is untouched: from its
+    /// separator line (or the start of input) up to the next separator line.
+    pub raw: Cow<'a, str>,
+    /// The YAML (or JSON) text of the document itself.
+    pub body: Cow<'a, str>,
+    /// None for a document that holds only comments or nothing.
+    pub head: Option<Head>,
+    /// 1-based line of the document's first byte in the input, for messages.
+    pub line: usize,
+    parsed: OnceCell<Value>,
+}
+
+impl<'a> Doc<'a> {
+    fn new(raw: Cow<'a, str>, body: Cow<'a, str>, line: usize) -> Doc<'a> {
+        Doc {
+            raw,
+            body,
+            head: None,
+            line,
+            parsed: OnceCell::new(),
+        }
+    }
+
+    /// The document parsed as YAML; parsed once, on first use.
+    pub fn value(&self) -> Result<&Value> {
+        if let Some(v) = self.parsed.get() {
+            return Ok(v);
+        }
+        let v = parse_body(&self.body).with_context(|| self.describe())?;
+        Ok(self.parsed.get_or_init(|| v))
+    }
+
+    /// "Deployment prefect/prefect-server (document at line 120)".
+    pub fn describe(&self) -> String {
+        match &self.head {
+            Some(h) => format!(
+                "{} {}{} (document at line {})",
+                h.kind,
+                h.namespace
+                    .as_deref()
+                    .map(|n| format!("{n}/"))
+                    .unwrap_or_default(),
+                h.name,
+                self.line
+            ),
+            None => format!("document at line {}", self.line),
+        }
+    }
+}
+
+/// A rendered stream, split into documents.
+#[derive(Debug)]
+pub struct Stream<'a> {
+    pub docs: Vec<Doc<'a>>,
+    /// The input was a stream of JSON objects (written back as a YAML stream).
+    pub json: bool,
+}
+
+/// Kinds whose `List` wrappers are expanded so their items can be found.
+const LIST_ITEM_KINDS: &[&str] = &[
+    "Deployment",
+    "StatefulSet",
+    "Job",
+    "Secret",
+    "ConfigMap",
+    "ServiceAccount",
+];
+
+/// Splits `src` into documents and reads every document's head.
+pub fn split(src: &str) -> Result<Stream<'_>> {
+    let content = src.strip_prefix('\u{feff}').unwrap_or(src);
+    let first = content.trim_start();
+    if first.starts_with('{') {
+        if let Some(stream) = split_json(src)? {
+            return Ok(stream);
+        }
+    }
+    let mut docs = Vec::new();
+    for (raw, body, line) in split_yaml(src) {
+        let mut doc = Doc::new(Cow::Borrowed(raw), Cow::Borrowed(body), line);
+        read_head(&mut doc)?;
+        if doc.head.as_ref().is_some_and(is_list) {
+            expand_list(doc, &mut docs)?;
+        } else {
+            docs.push(doc);
+        }
+    }
+    if docs.iter().all(|d| d.head.is_none()) {
+        bail!("the manifest stream is empty: there is no Kubernetes object in it. Check that the chart renders something (`helm template`), and that the input is the rendered stream");
+    }
+    Ok(Stream { docs, json: false })
+}
+
+fn is_list(h: &Head) -> bool {
+    h.kind.ends_with("List") && h.api_version == "v1"
+}
+
+/// Splits a YAML stream on `---` lines (and after `...` lines), returning
+/// (raw, body, line) triples that tile the input exactly.
+fn split_yaml(src: &str) -> Vec<(&str, &str, usize)> {
+    let mut out = Vec::new();
+    let mut doc_start = 0; // start of the current raw slice
+    let mut body_start = 0; // start of the current body
+    let mut doc_line = 1;
+    let mut line_no = 1;
+    let mut pos = 0;
+    let bytes = src.as_bytes();
+    while pos < src.len() {
+        let end = match src[pos..].find('\n') {
+            Some(i) => pos + i + 1,
+            None => src.len(),
+        };
+        let line = &bytes[pos..end];
+        if is_marker(line, b"---") {
+            if pos > doc_start {
+                out.push((&src[doc_start..pos], &src[body_start..pos], doc_line));
+            }
+            doc_start = pos;
+            // Anything after `---` on the line (a comment, rarely content) is body.
+            body_start = pos + 3;
+            doc_line = line_no;
+        } else if is_marker(line, b"...") {
+            out.push((&src[doc_start..end], &src[body_start..pos], doc_line));
+            doc_start = end;
+            body_start = end;
+            doc_line = line_no + 1;
+        }
+        pos = end;
+        line_no += 1;
+    }
+    if doc_start < src.len() {
+        out.push((&src[doc_start..], &src[body_start..], doc_line));
+    }
+    out
+}
+
+fn is_marker(line: &[u8], marker: &[u8]) -> bool {
+    line.starts_with(marker)
+        && matches!(line.get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'))
+}
+
+/// A stream of JSON objects (`kubectl -o json`, concatenated). Returns None when
+/// the input is not JSON after all (a YAML flow mapping), to be split as YAML.
+fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
+    let mut docs = Vec::new();
+    let mut iter = serde_json::Deserializer::from_str(src).into_iter::<serde_json::Value>();
+    let mut prev = 0;
+    loop {
+        let item = iter.next();
+        let end = iter.byte_offset();
+        match item {
+            None => break,
+            Some(Err(e)) if docs.is_empty() => {
+                let _ = e;
+                return Ok(None);
+            }
+            Some(Err(e)) => bail!("malformed JSON in the manifest stream: {e}. Each object must be complete JSON"),
+            Some(Ok(v)) => {
+                let raw = &src[prev..end];
+                let line = src[..prev].matches('\n').count() + 1;
+                let value: Value = serde_yaml::to_value(&v)?;
+                let mut doc = Doc::new(Cow::Borrowed(raw), Cow::Borrowed(raw.trim()), line);
+                doc.head = Some(head_of_value(&value).with_context(|| format!("JSON object at line {line}"))?);
+                let _ = doc.parsed.set(value);
+                if doc.head.as_ref().is_some_and(is_list) {
+                    expand_list(doc, &mut docs)?;
+                } else {
+                    docs.push(doc);
+                }
+                prev = end;
+            }
+        }
+    }
+    if docs.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(Stream { docs, json: true }))
+}
+
+fn parse_body(body: &str) -> Result<Value> {
+    let value: Value = serde_yaml::from_str(body).map_err(|e| {
+        anyhow!("malformed YAML: {e}. Fix the template or values that produce it (run `helm template` to see the document)")
+    })?;
+    Ok(value)
+}
+
+/// Reads the head with the line scan, falling back to a full parse.
+fn read_head(doc: &mut Doc<'_>) -> Result<()> {
+    match scan_head(&doc.body) {
+        Scan::Empty => {}
+        Scan::Simple(head) => doc.head = Some(head),
+        Scan::Complex => {
+            let value = parse_body(&doc.body).with_context(|| doc.describe())?;
+            if value.is_null() {
+                return Ok(());
+            }
+            doc.head = Some(head_of_value(&value).with_context(|| doc.describe())?);
+            let _ = doc.parsed.set(value);
+        }
+    }
+    Ok(())
+}
+
+/// A List's items become documents of their own when one of them matters.
+fn expand_list<'a>(doc: Doc<'a>, out: &mut Vec<Doc<'a>>) -> Result<()> {
+    let value = doc.value()?;
+    let items = value
+        .get("items")
+        .and_then(Value::as_sequence)
+        .ok_or_else(|| anyhow!("{}: a List without `items`", doc.describe()))?;
+    let matters = items.iter().any(|i| {
+        i.get("kind")
+            .and_then(Value::as_str)
+            .is_some_and(|k| LIST_ITEM_KINDS.contains(&k))
+    });
+    if !matters {
+        out.push(doc);
+        return Ok(());
+    }
+    for (n, item) in items.iter().enumerate() {
+        let head = head_of_value(item)
+            .with_context(|| format!("item {n} of {}", doc.describe()))?;
+        let body = serde_yaml::to_string(item)?;
+        let mut d = Doc::new(
+            Cow::Owned(format!("---\n{body}")),
+            Cow::Owned(body),
+            doc.line,
+        );
+        d.head = Some(head);
+        let _ = d.parsed.set(item.clone());
+        out.push(d);
+    }
+    Ok(())
+}
+
+/// The head of a parsed document.
+pub fn head_of_value(value: &Value) -> Result<Head> {
+    let map = value.as_mapping().ok_or_else(|| {
+        anyhow!("a document must be a mapping (a Kubernetes object), not {}", kind_of(value))
+    })?;
+    let text = |m: &Mapping, k: &str| -> Option<String> {
+        m.get(k).and_then(Value::as_str).map(str::to_owned)
+    };
+    let kind = text(map, "kind").filter(|k| !k.is_empty()).ok_or_else(|| {
+        anyhow!("the document has no `kind`: every Kubernetes object needs `apiVersion` and `kind`")
+    })?;
+    let api_version = text(map, "apiVersion").unwrap_or_default();
+    let meta = map.get("metadata").and_then(Value::as_mapping);
+    let name = meta
+        .and_then(|m| text(m, "name").or_else(|| text(m, "generateName")))
+        .unwrap_or_default();
+    let namespace = meta.and_then(|m| text(m, "namespace"));
+    Ok(Head {
+        api_version,
+        kind,
+        name,
+        namespace,
+    })
+}
+
+fn kind_of(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Sequence(_) => "a sequence",
+        Value::Mapping(_) => "a mapping",
+        Value::Tagged(_) => "a tagged value",
+    }
+}
+
+enum Scan {
+    Empty,
+    Simple(Head),
+    Complex,
+}
+
+/// The fast path: block-style top-level keys, plain or simply quoted scalars.
+fn scan_head(body: &str) -> Scan {
+    let mut kind = None;
+    let mut api_version = None;
+    let mut name = None;
+    let mut namespace = None;
+    let mut seen_keys: Vec<&str> = Vec::with_capacity(8);
+    let mut in_meta = false;
+    let mut meta_indent = None;
+    let mut any = false;
+    for (i, line) in body.split('\n').enumerate() {
+        let line = line.strip_suffix('\r').unwrap_or(line);
+        if i == 0 {
+            // The rest of a `---` line, or the first line of the input.
+            let t = line.trim_start_matches('\u{feff}').trim();
+            if t.is_empty() || t.starts_with('#') {
+                continue;
+            }
+            if line.starts_with(' ') {
+                return Scan::Complex;
+            }
+        }
+        let Some(&first) = line.as_bytes().first() else {
+            continue;
+        };
+        match first {
+            b'#' => continue,
+            b'\t' => return Scan::Complex,
+            b' ' => {
+                let trimmed = line.trim_start_matches(' ');
+                if trimmed.is_empty() || trimmed.starts_with('#') {
+                    continue;
+                }
+                if trimmed.starts_with('\t') {
+                    return Scan::Complex;
+                }
+                if in_meta {
+                    let indent = line.len() - trimmed.len();
+                    let mi = *meta_indent.get_or_insert(indent);
+                    if indent < mi {
+                        return Scan::Complex;
+                    }
+                    if indent == mi {
+                        let Some((key, value)) = split_key(trimmed) else {
+                            return Scan::Complex;
+                        };
+                        let slot = match key {
+                            "name" => &mut name,
+                            "namespace" => &mut namespace,
+                            _ => continue,
+                        };
+                        if slot.is_some() {
+                            return Scan::Complex;
+                        }
+                        match plain_scalar(value) {
+                            Some(v) => *slot = Some(v),
+                            None => return Scan::Complex,
+                        }
+                    }
+                }
+            }
+            _ => {
+                any = true;
+                let Some((key, value)) = split_key(line) else {
+                    return Scan::Complex;
+                };
+                if seen_keys.contains(&key) {
+                    return Scan::Complex;
+                }
+                seen_keys.push(key);
+                in_meta = false;
+                let slot = match key {
+                    "kind" => &mut kind,
+                    "apiVersion" => &mut api_version,
+                    "metadata" => {
+                        if !value.is_empty() && !value.starts_with('#') {
+                            return Scan::Complex;
+                        }
+                        in_meta = true;
+                        continue;
+                    }
+                    _ => {
+                        if value.starts_with(['&', '*', '!']) {
+                            return Scan::Complex;
+                        }
+                        continue;
+                    }
+                };
+                match plain_scalar(value) {
+                    Some(v) if !v.is_empty() => *slot = Some(v),
+                    _ => return Scan::Complex,
+                }
+            }
+        }
+    }
+    if !any {
+        return Scan::Empty;
+    }
+    match (kind, api_version, name) {
+        (Some(kind), Some(api_version), Some(name)) => Scan::Simple(Head {
+            api_version: api_version.to_owned(),
+            kind: kind.to_owned(),
+            name: name.to_owned(),
+            namespace: namespace.map(str::to_owned),
+        }),
+        _ => Scan::Complex,
+    }
+}
+
+/// `key: rest` with a plain key; None for anything else.
+fn split_key(line: &str) -> Option<(&str, &str)> {
+    let colon = line.find(':')?;
+    let key = &line[..colon];
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
+    {
+        return None;
+    }
+    let rest = &line[colon + 1..];
+    if !(rest.is_empty() || rest.starts_with(' ')) {
+        return None;
+    }
+    Some((key, rest.trim()))
+}
+
+/// A scalar the scan can read without a parser: plain or simply quoted.
+fn plain_scalar(value: &str) -> Option<&str> {
+    let v = match value.find(" #") {
+        Some(i) => value[..i].trim_end(),
+        None => value,
+    };
+    if let Some(inner) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
+        return (!inner.contains(['"', '\\'])).then_some(inner);
+    }
+    if let Some(inner) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
+        return (!inner.contains('\'')).then_some(inner);
+    }
+    if v.is_empty()
+        || v.starts_with([
+            '&', '*', '!', '|', '>', '{', '[', '%', '@', '`', '"', '\'', '#', '?', ',',
+        ])
+    {
+        return None;
+    }
+    Some(v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn heads(src: &str) -> Vec<(String, String)> {
+        split(src)
+            .unwrap()
+            .docs
+            .iter()
+            .filter_map(|d| d.head.as_ref().map(|h| (h.kind.clone(), h.name.clone())))
+            .collect()
+    }
+
+    #[test]
+    fn raw_slices_tile_the_input() {
+        let src = "---\n# Source: a\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n---\n# only a comment\n--- # c\napiVersion: v1\nkind: Secret\nmetadata:\n  labels:\n    name: wrong\n  name: \"b\"\n...\n";
+        let s = split(src).unwrap();
+        let joined: String = s.docs.iter().map(|d| d.raw.as_ref()).collect();
+        assert_eq!(joined, src);
+        assert_eq!(
+            heads(src),
+            vec![("ConfigMap".into(), "a".into()), ("Secret".into(), "b".into())]
+        );
+    }
+
+    #[test]
+    fn fast_scan_agrees_with_the_parser() {
+        let src = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  namespace: 'ns'\n  name: web # c\nspec: {}\n";
+        match scan_head(src) {
+            Scan::Simple(h) => assert_eq!(h, head_of_value(&serde_yaml::from_str(src).unwrap()).unwrap()),
+            _ => panic!("expected the fast path"),
+        }
+    }
+
+    #[test]
+    fn unusual_documents_take_the_parser() {
+        for src in [
+            "{\"apiVersion\": v1, kind: ConfigMap, metadata: {name: a}}\n",
+            "\"kind\": ConfigMap\napiVersion: v1\nmetadata:\n  name: a\n",
+            "kind: ConfigMap\napiVersion: v1\nmetadata: &m\n  name: a\n",
+        ] {
+            assert!(matches!(scan_head(src), Scan::Complex), "{src}");
+            assert_eq!(heads(src), vec![("ConfigMap".into(), "a".into())]);
+        }
+    }
+
+    #[test]
+    fn duplicate_keys_and_missing_kind_are_errors() {
+        let dup = "kind: A\nkind: B\napiVersion: v1\nmetadata:\n  name: a\n";
+        assert!(format!("{:#}", split(dup).unwrap_err()).contains("duplicate"));
+        let nokind = "apiVersion: v1\nmetadata:\n  name: a\n";
+        assert!(format!("{:#}", split(nokind).unwrap_err()).contains("no `kind`"));
+    }
+
+    #[test]
+    fn json_stream_and_lists() {
+        let src = "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\"}}\n{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"s\"}}]}";
+        let s = split(src).unwrap();
+        assert!(s.json);
+        assert_eq!(heads(src), vec![("ConfigMap".into(), "a".into()), ("Secret".into(), "s".into())]);
+    }
+
+    #[test]
+    fn empty_input_is_an_error() {
+        for src in ["", "\n\n", "---\n# nothing\n---\n"] {
+            assert!(format!("{:#}", split(src).unwrap_err()).contains("empty"));
+        }
+    }
+}

@@ -1,0 +1,76 @@
+# lockstep upgrade gate. Runs before any migration, with the record of the live
+# release mounted (optionally) from the ConfigMap $LOCKSTEP_RECORD. All inputs are
+# environment variables computed at render time; the script needs a POSIX shell
+# and no API access.
+#   LOCKSTEP_TARGET        the release being deployed, e.g. 1.2.0
+#   LOCKSTEP_FROM_LINES    the lines (MAJOR.MINOR) the target may be reached from
+#   LOCKSTEP_DOWNGRADE_FROM  the exact release a requested downgrade leaves, or empty
+#   LOCKSTEP_STATE_DIR     where the record is mounted (default /lockstep/state)
+#   LOCKSTEP_TERMINATION_LOG  where the reason goes (default /dev/termination-log)
+state_dir=${LOCKSTEP_STATE_DIR:-/lockstep/state}
+term=${LOCKSTEP_TERMINATION_LOG:-/dev/termination-log}
+
+fail() {
+  printf 'lockstep gate: %s\n' "$1" >&2
+  printf 'lockstep gate: %s\n' "$1" > "$term" 2>/dev/null || :
+  exit 1
+}
+
+# major.minor.patch of a version (suffixes after the numbers are ignored);
+# sets v_major v_minor v_patch, or fails when it is not a version.
+split_version() {
+  case $1 in
+    [0-9]*.[0-9]*) ;;
+    *) return 1 ;;
+  esac
+  v_major=${1%%.*}
+  rest=${1#*.}
+  v_minor=${rest%%[!0-9]*}
+  rest=${rest#"$v_minor"}
+  v_patch=0
+  case $rest in
+    .[0-9]*) rest=${rest#.}; v_patch=${rest%%[!0-9]*} ;;
+  esac
+  case $v_major$v_minor$v_patch in
+    *[!0-9]*|'') return 1 ;;
+  esac
+  return 0
+}
+
+if [ ! -f "$state_dir/release" ]; then
+  echo "lockstep gate: no record of a deployed release (ConfigMap $LOCKSTEP_RECORD): first install, passing"
+  exit 0
+fi
+live=
+IFS= read -r live < "$state_dir/release" || :
+case $live in
+  ''|*[!0-9A-Za-z.+_-]*)
+    fail "the record $LOCKSTEP_RECORD does not hold a release version; refusing to migrate. Check the ConfigMap, or delete it if this is a fresh database." ;;
+esac
+split_version "$live" ||
+  fail "the record $LOCKSTEP_RECORD holds '$live', which is not a version; refusing to migrate. Check the ConfigMap, or delete it if this is a fresh database."
+l_major=$v_major l_minor=$v_minor l_patch=$v_patch
+split_version "$LOCKSTEP_TARGET" || fail "internal: target '$LOCKSTEP_TARGET' is not a version"
+t_major=$v_major t_minor=$v_minor t_patch=$v_patch
+
+if [ -n "${LOCKSTEP_DOWNGRADE_FROM:-}" ] && [ "$live" = "$LOCKSTEP_DOWNGRADE_FROM" ]; then
+  echo "lockstep gate: live release $live, downgrade to $LOCKSTEP_TARGET was requested at render time: passing"
+  exit 0
+fi
+
+older=0
+if [ "$l_major" -gt "$t_major" ]; then older=1
+elif [ "$l_major" -eq "$t_major" ] && [ "$l_minor" -gt "$t_minor" ]; then older=1
+elif [ "$l_major" -eq "$t_major" ] && [ "$l_minor" -eq "$t_minor" ] && [ "$l_patch" -gt "$t_patch" ]; then older=1
+fi
+[ "$older" -eq 0 ] ||
+  fail "the live release is $live and this sync deploys the older $LOCKSTEP_TARGET: downgrades are refused. Take backups and render with --allow-downgrade, or sync a newer revision."
+
+line="$l_major.$l_minor"
+for allowed in $LOCKSTEP_FROM_LINES; do
+  if [ "$allowed" = "$line" ]; then
+    echo "lockstep gate: live release $live, target $LOCKSTEP_TARGET: allowed"
+    exit 0
+  fi
+done
+fail "the live release is $live (line $line) and this sync deploys $LOCKSTEP_TARGET, which can only follow lines: $LOCKSTEP_FROM_LINES. Upgrade one release at a time: run 'lockstep plan --from $live --to $LOCKSTEP_TARGET' for the stops."
