@@ -6,7 +6,12 @@
 #    with cargo (source checkout with cargo on PATH) or download the release archive for
 #    this OS/arch, verifying its sha256 before extracting.
 # 2. Helm 4 only: install the post-renderer plugin helm-postrender/ (name
-#    lockstep-postrender) with its own bin/lockstep pointing at ours.
+#    lockstep-postrender) with its own bin/lockstep pointing at ours, unless a Helm 3 on
+#    PATH shares the plugins directory (Helm 3 cannot load a v1 plugin.yaml and then loads
+#    no plugin at all).
+# Environment: LOCKSTEP_DOWNLOAD_BASE (mirror of the GitHub release downloads),
+# LOCKSTEP_POSTRENDER_FORCE=1 (install the post-renderer even next to a Helm 3).
+# Contract with the binary: `bin/lockstep --version` exits 0 and prints the version.
 set -eu
 
 say() { printf 'lockstep: %s\n' "$*"; }
@@ -151,7 +156,7 @@ helm_version_of() { "$1" version --template '{{.Version}}' 2>/dev/null; }
 
 if [ -z "$HELM" ]; then
 	pid=$PPID
-	for _ in 1 2 3; do
+	for i in 1 2 3; do
 		[ -n "$pid" ] && [ "$pid" -gt 1 ] 2>/dev/null || break
 		exe=$(exe_of "$pid") || exe=
 		case ${exe##*/} in

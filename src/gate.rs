@@ -162,12 +162,9 @@ fn rule_text(profile: &Profile) -> String {
 }
 
 fn latest_of(profile: &Profile, line: &str) -> String {
-    format!("{line}.x").replace(
-        &format!("{line}.x"),
-        &info(profile, line)
-            .and_then(|l| l.latest.clone())
-            .unwrap_or_else(|| format!("{line}.x")),
-    )
+    info(profile, line)
+        .and_then(|l| l.latest)
+        .unwrap_or_else(|| format!("{line}.x"))
 }
 
 /// Decides whether `target` may be rendered over `from`.

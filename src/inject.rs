@@ -119,7 +119,7 @@ pub fn inject(
     )?;
     out.added.push(template::document("lockstep/record-configmap.yaml.hbs", &record)?);
 
-    let mut jobs: Vec<(String, Value)> = Vec::new();
+    let mut jobs: Vec<(String, serde_json::Value)> = Vec::new();
     let gate_ctx = gate_job(api, admission, opts, &namespace, &record_name, base - 1);
     jobs.push(("gate".into(), gate_ctx));
 
@@ -193,7 +193,7 @@ pub fn inject(
             "activeDeadlineSeconds": profile.job.active_deadline_seconds,
             "backoffLimit": profile.job.backoff_limit,
             "podLabels": labels(opts, &target, "database-migration", Some(&suffix)),
-            "podAnnotations": profile.job.pod_annotations,
+            "podAnnotations": (!profile.job.pod_annotations.is_empty()).then_some(&profile.job.pod_annotations),
             "pod": pod_settings(&api.pod, true),
             "volumes": volumes,
             "containerName": suffix,
@@ -229,7 +229,7 @@ fn gate_job(
     namespace: &Option<String>,
     record: &str,
     wave: i32,
-) -> Value {
+) -> serde_json::Value {
     let target = admission.target.to_string();
     let env = [
         ("LOCKSTEP_TARGET", target.clone()),
@@ -274,7 +274,7 @@ fn gate_job(
 }
 
 /// Pod-level settings copied from the API pod. The gate needs no service account.
-fn pod_settings(pod: &PodSpec, with_service_account: bool) -> Value {
+fn pod_settings(pod: &PodSpec, with_service_account: bool) -> serde_json::Value {
     json!({
         "serviceAccountName": if with_service_account { pod.service_account_name.clone() } else { None },
         "automountServiceAccountToken": pod.automount_service_account_token,

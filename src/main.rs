@@ -1,1 +1,345 @@
-fn main() {}
+//! The `lockstep` command line: a thin adapter that builds a [`lockstep::Request`]
+//! (or calls the gate's plan) and maps errors to exit codes. It owns no stage.
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+use lockstep::config::{self, AppConfig, Lock};
+use lockstep::inject::Phase;
+use lockstep::locate::WorkloadRef;
+use lockstep::{exit, gate, profile, ChartInput, Input, Request};
+use std::collections::BTreeMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+const EXIT_CODES: &str = "Exit codes: 0 success; 1 error (bad input, helm failed, no API workload, ...); 2 usage; 3 the upgrade gate refused (a skipped release, a downgrade, values a step breaks).\nOn any error nothing is written to stdout.";
+
+#[derive(Parser)]
+#[command(name = "lockstep", version, about = "Database migrations locked to the API image, injected as hooks into Helm renders; refuses upgrades that skip a release.", after_help = EXIT_CODES)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Render CHART with helm and inject the migration Jobs and the upgrade gate.
+    #[command(after_help = EXIT_CODES)]
+    Render(RenderArgs),
+    /// The same work on an already rendered stream read from stdin.
+    #[command(after_help = EXIT_CODES)]
+    Inject(Common),
+    /// List the built-in profiles, or print one (`profiles show NAME`).
+    Profiles {
+        #[command(subcommand)]
+        cmd: Option<ProfilesCmd>,
+    },
+    /// The upgrade path from one release to another, stop by stop.
+    #[command(after_help = EXIT_CODES)]
+    Plan(PlanArgs),
+    /// Move the app's pinned version (lockstep.yaml) one legal step and record the release it leaves.
+    #[command(after_help = EXIT_CODES)]
+    Bump(BumpArgs),
+    /// Values files across releases.
+    Values {
+        #[command(subcommand)]
+        cmd: ValuesCmd,
+    },
+    /// The Argo CD config-management plugin's commands (run by argocd-cmp-server).
+    Argocd {
+        #[command(subcommand)]
+        cmd: lockstep::argocd::Command,
+    },
+    /// The Helm plugin (`helm lockstep ...`): run by helm with its plugin environment.
+    #[command(disable_help_flag = true)]
+    Helm {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProfilesCmd {
+    /// Print a profile as YAML: a valid starting point for a profile file.
+    Show { name: String },
+}
+
+#[derive(Subcommand)]
+enum ValuesCmd {
+    /// Rewrite a values file for the moves the release steps require.
+    Migrate(lockstep::values::MigrateArgs),
+}
+
+#[derive(Args)]
+struct Common {
+    /// Release name (default: the chart's name; for `inject`, the stream's instance label).
+    #[arg(long)]
+    release: Option<String>,
+    #[arg(short = 'n', long)]
+    namespace: Option<String>,
+    /// A built-in profile name or a profile file (default: chosen from the chart).
+    #[arg(long)]
+    profile: Option<String>,
+    /// The API workload, when the profile cannot find it: KIND/NAME[:CONTAINER].
+    #[arg(long, value_name = "KIND/NAME[:CONTAINER]")]
+    api_workload: Option<WorkloadRef>,
+    /// presync: Argo CD PreSync, Helm pre-install,pre-upgrade. sync: Sync hooks at negative waves, for first installs.
+    #[arg(long, value_enum, default_value_t = Phase::Presync)]
+    phase: Phase,
+    /// Replace the embedded Job template.
+    #[arg(long, value_name = "FILE")]
+    job_template: Option<PathBuf>,
+    /// The deployed release (else LOCKSTEP_FROM, else lockstep.lock).
+    #[arg(long, value_name = "VERSION")]
+    from: Option<String>,
+    /// The deployed release's image, for downgrade Jobs (else lockstep.lock).
+    #[arg(long, value_name = "IMAGE")]
+    from_image: Option<String>,
+    /// Allow a downgrade: emits downgrade Jobs that run with the deployed image. Take backups first.
+    #[arg(long)]
+    allow_downgrade: bool,
+    /// Target revision of one database for a downgrade (repeat per database).
+    #[arg(long, value_name = "DB=REVISION")]
+    downgrade_revision: Vec<String>,
+    /// Image of the in-cluster gate step (default: the API image; it needs /bin/sh).
+    #[arg(long, value_name = "IMAGE")]
+    gate_image: Option<String>,
+    /// The lock file to read the deployed release from (default: lockstep.lock beside lockstep.yaml, or in the current directory).
+    #[arg(long, value_name = "FILE")]
+    lock: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RenderArgs {
+    /// Chart directory or packaged .tgz (default: lockstep.yaml's chart, else the current directory).
+    chart: Option<PathBuf>,
+    #[arg(short = 'f', long = "values", value_name = "FILE")]
+    values: Vec<PathBuf>,
+    #[arg(long, value_name = "K=V")]
+    set: Vec<String>,
+    #[arg(long, value_name = "K=V")]
+    set_string: Vec<String>,
+    #[arg(long, value_name = "VERSION")]
+    kube_version: Option<String>,
+    #[arg(long, value_name = "GROUP/VERSION")]
+    api_versions: Vec<String>,
+    /// The app config (default: ./lockstep.yaml when it exists and no CHART is given).
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+}
+
+#[derive(Args)]
+struct PlanArgs {
+    #[arg(long, value_name = "VERSION")]
+    from: String,
+    #[arg(long, value_name = "VERSION")]
+    to: String,
+    #[arg(long, default_value = "prefect-customer-managed")]
+    profile: String,
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct BumpArgs {
+    #[arg(long, value_name = "VERSION")]
+    to: String,
+    /// The app config to change (default: ./lockstep.yaml).
+    #[arg(long, value_name = "FILE", default_value = config::CONFIG_FILE)]
+    config: PathBuf,
+}
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
+    let mut notes = Vec::new();
+    let result = dispatch(cli.cmd, &mut notes);
+    for n in &notes {
+        eprintln!("lockstep: {n}");
+    }
+    if let Err(e) = result {
+        eprintln!("lockstep: error: {e:#}");
+        std::process::exit(lockstep::exit_code(&e));
+    }
+}
+
+fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
+    let stdout = std::io::stdout();
+    match cmd {
+        Cmd::Render(args) => {
+            let req = render_request(args)?;
+            lockstep::run(&req, &mut stdout.lock(), notes)
+        }
+        Cmd::Inject(common) => {
+            let mut bytes = Vec::new();
+            std::io::stdin().read_to_end(&mut bytes).context("cannot read the stream from stdin")?;
+            let text = String::from_utf8(bytes).map_err(|e| {
+                anyhow!("the input is not UTF-8 (invalid byte at offset {}): Kubernetes manifests are UTF-8 text", e.utf8_error().valid_up_to())
+            })?;
+            let req = common_request(Input::Stream(text), common, None, Path::new("."))?;
+            lockstep::run(&req, &mut stdout.lock(), notes)
+        }
+        Cmd::Profiles { cmd: None } => {
+            let mut out = stdout.lock();
+            for (name, desc) in profile::built_in_names() {
+                writeln!(out, "{name:26} {desc}")?;
+            }
+            Ok(())
+        }
+        Cmd::Profiles { cmd: Some(ProfilesCmd::Show { name }) } => {
+            let p = profile::load(&name)?;
+            stdout.lock().write_all(p.to_yaml().as_bytes())?;
+            Ok(())
+        }
+        Cmd::Plan(args) => {
+            let p = profile::load(&args.profile)?;
+            let from = version(&args.from, "--from")?;
+            let to = version(&args.to, "--to")?;
+            let plan = gate::plan(&p, &from, &to)?;
+            let text = match args.output {
+                Output::Text => plan.to_text(),
+                Output::Json => serde_json::to_string_pretty(&plan)? + "\n",
+            };
+            stdout.lock().write_all(text.as_bytes())?;
+            Ok(())
+        }
+        Cmd::Bump(args) => bump(&args, notes),
+        Cmd::Values { cmd: ValuesCmd::Migrate(args) } => lockstep::values::migrate(&args, &mut stdout.lock(), notes),
+        Cmd::Argocd { cmd } => lockstep::argocd::main(cmd, &mut stdout.lock(), notes),
+        Cmd::Helm { args } => lockstep::helm_plugin::main(&args, notes),
+    }
+}
+
+fn version(s: &str, flag: &str) -> Result<semver::Version> {
+    gate::parse_version(s).ok_or_else(|| anyhow!("{flag} {s:?} is not a version (e.g. 0.8.2)"))
+}
+
+fn render_request(args: RenderArgs) -> Result<Request> {
+    let config_path = match (&args.config, &args.chart) {
+        (Some(c), _) => Some(c.clone()),
+        (None, None) if Path::new(config::CONFIG_FILE).is_file() => Some(PathBuf::from(config::CONFIG_FILE)),
+        _ => None,
+    };
+    let cfg = config_path.as_deref().map(AppConfig::load).transpose()?;
+    let dir = config_path
+        .as_deref()
+        .and_then(Path::parent)
+        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .unwrap_or(Path::new("."))
+        .to_path_buf();
+    let mut chart = ChartInput {
+        path: args.chart.clone().unwrap_or_else(|| PathBuf::from(".")),
+        values: args.values,
+        set: args.set,
+        set_string: args.set_string,
+        kube_version: args.kube_version,
+        api_versions: args.api_versions,
+    };
+    if let Some(cfg) = &cfg {
+        let root = config::repo_root(&dir.canonicalize()?);
+        if args.chart.is_none() {
+            let c = cfg.chart.as_deref().ok_or_else(|| anyhow!("lockstep.yaml names no `chart`"))?;
+            chart.path = config::inside(&root, &dir, &cfg.expand(c)?, "chart")?;
+        }
+        let mut values = Vec::new();
+        for v in &cfg.values {
+            values.push(config::inside(&root, &dir, v, "values file")?);
+        }
+        values.append(&mut chart.values);
+        chart.values = values;
+        let mut sets: Vec<String> = Vec::new();
+        for (k, v) in &cfg.set {
+            sets.push(format!("{k}={}", cfg.expand(v)?));
+        }
+        sets.append(&mut chart.set_string);
+        chart.set_string = sets;
+    }
+    common_request(Input::Chart(chart), args.common, cfg.as_ref(), &dir)
+}
+
+/// Flags over environment over lockstep.yaml over defaults.
+fn common_request(input: Input, c: Common, cfg: Option<&AppConfig>, dir: &Path) -> Result<Request> {
+    let mut req = Request::new(input);
+    req.release = c.release.or_else(|| cfg.and_then(|f| f.release.clone()));
+    req.namespace = c.namespace.or_else(|| cfg.and_then(|f| f.namespace.clone()));
+    req.profile = c.profile.or_else(|| cfg.and_then(|f| f.profile.clone()));
+    req.api_workload = match c.api_workload {
+        Some(w) => Some(w),
+        None => cfg
+            .and_then(|f| f.api_workload.as_deref())
+            .map(|s| s.parse().map_err(|e: String| anyhow!("lockstep.yaml apiWorkload: {e}")))
+            .transpose()?,
+    };
+    req.phase = if c.phase != Phase::Presync { c.phase } else { cfg.and_then(|f| f.phase).unwrap_or(c.phase) };
+    req.job_template = c.job_template;
+    req.gate_image = c.gate_image.or_else(|| cfg.and_then(|f| f.gate_image.clone()));
+    req.allow_downgrade = c.allow_downgrade;
+    req.downgrade_revisions = parse_revisions(&c.downgrade_revision)?;
+    let lock_path = c.lock.unwrap_or_else(|| dir.join(config::LOCK_FILE));
+    let lock = Lock::load(&lock_path)?;
+    req.from = c
+        .from
+        .or_else(|| std::env::var("LOCKSTEP_FROM").ok().filter(|s| !s.is_empty()))
+        .or_else(|| lock.as_ref().map(|l| l.deployed.version.clone()));
+    req.from_image = c.from_image.or_else(|| lock.and_then(|l| l.deployed.image));
+    Ok(req)
+}
+
+fn parse_revisions(items: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let Some((db, rev)) = item.split_once('=') else {
+            bail!("--downgrade-revision {item:?} is not DB=REVISION (e.g. orion=2a2090e47993)");
+        };
+        if rev.is_empty() || !rev.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("--downgrade-revision {item:?}: a revision is an alembic id like 2a2090e47993");
+        }
+        out.insert(db.to_owned(), rev.to_owned());
+    }
+    Ok(out)
+}
+
+/// `lockstep bump --to V`: one legal step from the pinned version.
+fn bump(args: &BumpArgs, notes: &mut Vec<String>) -> Result<()> {
+    let cfg = AppConfig::load(&args.config)?;
+    let current = cfg
+        .version
+        .clone()
+        .ok_or_else(|| anyhow!("{} sets no `version` to bump from; add `version: CURRENT`", args.config.display()))?;
+    let from = version(&current, "lockstep.yaml version")?;
+    let to = version(&args.to, "--to")?;
+    let profile_name = cfg.profile.clone().ok_or_else(|| anyhow!("{} names no `profile`; bump needs the profile's catalog", args.config.display()))?;
+    let p = profile::load(&profile_name)?;
+    if to == from {
+        bail!("{} is already pinned to {current}", args.config.display());
+    }
+    gate::admit(&p, &profile_name, Some(&from), &to, false).map_err(anyhow::Error::new)?;
+    let dir = args.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let lock_path = dir.join(config::LOCK_FILE);
+    let text = std::fs::read_to_string(&args.config)?;
+    let new_text = config::set_version_line(&text, &args.to)?;
+    let image = Lock::load(&lock_path).ok().flatten().and_then(|l| l.deployed.image);
+    Lock { deployed: config::Deployed { version: current.clone(), image } }.write(&lock_path)?;
+    std::fs::write(&args.config, new_text)?;
+    notes.push(format!(
+        "pinned {} → {}; {} records {current} as deployed. Commit both files; the render now checks the step {current} → {}",
+        current,
+        args.to,
+        lock_path.display(),
+        args.to
+    ));
+    Ok(())
+}

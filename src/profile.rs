@@ -220,6 +220,9 @@ pub struct Line {
     pub line: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub released: Option<String>,
+    /// The newest release of the line, named in "upgrade to it first" advice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub latest: Option<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub breaking: Vec<ValuesRule>,
     /// Settings the new release requires (told to the user; env checks are in migrations).

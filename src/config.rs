@@ -1,0 +1,205 @@
+//! Config: the app's `lockstep.yaml`, its `lockstep.lock`, and the rule that
+//! user-given paths stay inside the repository.
+//!
+//! `lockstep.yaml` sits in the app directory (the Argo CD plugin discovers apps
+//! by it) and says what to render; the CLI reads the same file. `lockstep.lock`
+//! beside it records the release that is deployed, written by `lockstep bump`.
+//! This module owns reading and writing both files and resolving paths; it must
+//! not render or judge versions.
+
+use crate::inject::Phase;
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
+
+pub const CONFIG_FILE: &str = "lockstep.yaml";
+pub const LOCK_FILE: &str = "lockstep.lock";
+
+/// `lockstep.yaml`. Paths are relative to the file's directory.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AppConfig {
+    /// Chart directory or packaged .tgz; `{version}` is replaced by `version`.
+    #[serde(default)]
+    pub chart: Option<String>,
+    /// The release this app is pinned to (moved by `lockstep bump`).
+    #[serde(default)]
+    pub version: Option<String>,
+    #[serde(default)]
+    pub release: Option<String>,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// A built-in profile name or a profile file.
+    #[serde(default)]
+    pub profile: Option<String>,
+    #[serde(default)]
+    pub values: Vec<String>,
+    /// Passed as `--set-string KEY=VALUE`; `{version}` is replaced by `version`.
+    #[serde(default)]
+    pub set: BTreeMap<String, String>,
+    #[serde(default)]
+    pub phase: Option<Phase>,
+    #[serde(default)]
+    pub api_workload: Option<String>,
+    #[serde(default)]
+    pub gate_image: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for Phase {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_phase(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl Serialize for Phase {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(match self {
+            Phase::Presync => "presync",
+            Phase::Sync => "sync",
+        })
+    }
+}
+
+pub fn parse_phase(s: &str) -> Result<Phase, String> {
+    match s {
+        "presync" => Ok(Phase::Presync),
+        "sync" => Ok(Phase::Sync),
+        other => Err(format!("phase {other:?} is not `presync` or `sync`")),
+    }
+}
+
+impl AppConfig {
+    pub fn load(path: &Path) -> Result<AppConfig> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let cfg: AppConfig = serde_yaml::from_str(&text).with_context(|| {
+            format!("{} is not a valid lockstep config (fields: chart, version, release, namespace, profile, values, set, phase, apiWorkload, gateImage)", path.display())
+        })?;
+        Ok(cfg)
+    }
+
+    /// Replaces `{version}` with the pinned version.
+    pub fn expand(&self, s: &str) -> Result<String> {
+        if !s.contains("{version}") {
+            return Ok(s.to_owned());
+        }
+        match &self.version {
+            Some(v) => Ok(s.replace("{version}", v)),
+            None => bail!("lockstep.yaml uses {{version}} in {s:?} but sets no `version`"),
+        }
+    }
+}
+
+/// `lockstep.lock`: the release that runs now.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    pub deployed: Deployed,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Deployed {
+    pub version: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+impl Lock {
+    pub fn load(path: &Path) -> Result<Option<Lock>> {
+        if !path.exists() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let lock: Lock = serde_yaml::from_str(&text).with_context(|| {
+            format!("{} is corrupt: expected `deployed: {{version: X.Y.Z, image: IMAGE}}`. Restore it from git, or delete it and pass --from VERSION", path.display())
+        })?;
+        if crate::gate::parse_version(&lock.deployed.version).is_none() {
+            bail!("{} is corrupt: deployed.version {:?} is not a version. Restore it from git, or delete it and pass --from VERSION", path.display(), lock.deployed.version);
+        }
+        Ok(Some(lock))
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let text = format!(
+            "# Written by `lockstep bump`: the release this app runs now. The next render must be\n# reachable from it. Commit this file with the change to lockstep.yaml.\n{}",
+            serde_yaml::to_string(self)?
+        );
+        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+    }
+}
+
+/// The repository root above `dir`: the nearest ancestor with `.git`, else `dir`.
+pub fn repo_root(dir: &Path) -> PathBuf {
+    dir.ancestors()
+        .find(|d| d.join(".git").exists())
+        .unwrap_or(dir)
+        .to_path_buf()
+}
+
+/// Resolves a user-given relative path against `base`, refusing anything that
+/// leaves `root`: absolute paths, `..` escapes, and symlinks pointing out.
+pub fn inside(root: &Path, base: &Path, user: &str, what: &str) -> Result<PathBuf> {
+    let p = Path::new(user);
+    if p.is_absolute() || p.components().any(|c| matches!(c, Component::Prefix(_) | Component::RootDir)) {
+        bail!("{what} {user:?} is an absolute path: paths must be relative to the app directory and stay inside the repository");
+    }
+    let root = root.canonicalize().with_context(|| format!("cannot resolve the repository root {}", root.display()))?;
+    let joined = base.join(p);
+    let resolved = joined
+        .canonicalize()
+        .with_context(|| format!("{what} {user:?} does not exist (looked for {})", joined.display()))?;
+    if !resolved.starts_with(&root) {
+        bail!("{what} {user:?} resolves outside the repository ({}): values files and charts must stay inside the repository", resolved.display());
+    }
+    Ok(resolved)
+}
+
+/// Rewrites the `version:` line of a lockstep.yaml text, keeping everything else.
+pub fn set_version_line(text: &str, to: &str) -> Result<String> {
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut done = false;
+    for line in text.split_inclusive('\n') {
+        if !done && line.starts_with("version:") {
+            let nl = if line.ends_with('\n') { "\n" } else { "" };
+            out.push_str(&format!("version: {}{nl}", serde_json::to_string(to)?));
+            done = true;
+        } else {
+            out.push_str(line);
+        }
+    }
+    if !done {
+        bail!("lockstep.yaml has no top-level `version:` line to move; add `version: CURRENT` first");
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_inside() {
+        let root = std::env::temp_dir().join(format!("lockstep-inside-{}", std::process::id()));
+        let app = root.join("apps/a");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(app.join("v.yaml"), "").unwrap();
+        assert!(inside(&root, &app, "v.yaml", "values file").is_ok());
+        assert!(inside(&root, &app, "../../../etc/passwd", "values file").is_err());
+        assert!(inside(&root, &app, "/etc/passwd", "values file").is_err());
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/etc/hostname", app.join("link.yaml")).unwrap();
+            let err = format!("{:#}", inside(&root, &app, "link.yaml", "values file").unwrap_err());
+            assert!(err.contains("outside the repository"), "{err}");
+        }
+        std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn version_line() {
+        let t = "# app\nchart: c-{version}\nversion: 0.8.2 # pinned\nrelease: r\n";
+        assert_eq!(set_version_line(t, "1.2.0").unwrap(), "# app\nchart: c-{version}\nversion: \"1.2.0\"\nrelease: r\n");
+    }
+}

@@ -1,0 +1,337 @@
+//! lockstep: database migrations locked to the API image, injected as hooks.
+//!
+//! One pipeline, one direction:
+//!
+//! ```text
+//! source → render → stream → locate → gate → inject → emit
+//! ```
+//!
+//! * [`source`]: chart metadata and the user's merged values;
+//! * [`render`]: the real helm, as a subprocess with argument vectors;
+//! * [`stream`]: split the rendered stream; untouched documents stay byte slices;
+//! * [`locate`]: the API workload and its container, as k8s-openapi types;
+//! * [`gate`]: which release this is, whether it may follow the deployed one,
+//!   and the values checks of each step crossed;
+//! * [`inject`]: the Jobs, gate and record to add, and edits to the chart's own;
+//! * [`emit`]: the output bytes, written only after everything passed.
+//!
+//! Front-ends (the CLI in `main.rs`, [`argocd`], [`helm_plugin`]) only build a
+//! [`Request`] and call [`run`]; none of them re-implements a stage.
+
+pub mod argocd;
+pub mod config;
+pub mod emit;
+pub mod gate;
+pub mod helm_plugin;
+pub mod inject;
+pub mod locate;
+pub mod profile;
+pub mod render;
+pub mod source;
+pub mod stream;
+pub mod template;
+pub mod values;
+
+use anyhow::{anyhow, bail, Context, Result};
+use gate::{Admission, Refusal};
+use inject::{Injection, Options, Phase};
+use locate::{ApiWorkload, WorkloadRef};
+use profile::{Profile, VersionSource};
+use semver::Version;
+use source::ChartMeta;
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
+
+/// Exit codes, as documented in the README and `--help`.
+pub mod exit {
+    pub const OK: i32 = 0;
+    pub const ERROR: i32 = 1;
+    pub const USAGE: i32 = 2;
+    pub const GATE: i32 = 3;
+}
+
+/// The exit code for an error: 3 for a gate refusal, else 1.
+pub fn exit_code(err: &anyhow::Error) -> i32 {
+    if err.chain().any(|e| e.is::<Refusal>()) {
+        exit::GATE
+    } else {
+        exit::ERROR
+    }
+}
+
+/// A chart to render with helm.
+#[derive(Debug, Clone, Default)]
+pub struct ChartInput {
+    pub path: PathBuf,
+    pub values: Vec<PathBuf>,
+    pub set: Vec<String>,
+    pub set_string: Vec<String>,
+    pub kube_version: Option<String>,
+    pub api_versions: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum Input {
+    Chart(ChartInput),
+    /// An already rendered stream (stdin).
+    Stream(String),
+}
+
+/// Everything one render needs, whichever front-end built it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    pub input: Input,
+    pub release: Option<String>,
+    pub namespace: Option<String>,
+    pub profile: Option<String>,
+    pub api_workload: Option<WorkloadRef>,
+    pub phase: Phase,
+    pub job_template: Option<PathBuf>,
+    /// The deployed release, when known (`--from`, `LOCKSTEP_FROM`, lockstep.lock).
+    pub from: Option<String>,
+    pub from_image: Option<String>,
+    pub allow_downgrade: bool,
+    pub downgrade_revisions: BTreeMap<String, String>,
+    pub gate_image: Option<String>,
+}
+
+impl Request {
+    pub fn new(input: Input) -> Request {
+        Request {
+            input,
+            release: None,
+            namespace: None,
+            profile: None,
+            api_workload: None,
+            phase: Phase::Presync,
+            job_template: None,
+            from: None,
+            from_image: None,
+            allow_downgrade: false,
+            downgrade_revisions: BTreeMap::new(),
+            gate_image: None,
+        }
+    }
+}
+
+/// What the stages found, before anything is injected.
+pub struct Analysis<'a> {
+    pub stream: stream::Stream<'a>,
+    pub profile: Profile,
+    pub chart: ChartMeta,
+    pub release: String,
+    pub api: ApiWorkload,
+    pub target: Version,
+    pub admission: Admission,
+    pub values: Option<serde_yaml::Value>,
+}
+
+/// The text to work on: helm's render of the chart, or the given stream.
+pub struct Rendered {
+    pub text: String,
+    pub chart: Option<ChartMeta>,
+    pub profile: Option<Profile>,
+    pub values: Option<serde_yaml::Value>,
+}
+
+/// Runs the source and render stages.
+pub fn obtain(req: &Request, notes: &mut Vec<String>) -> Result<Rendered> {
+    match &req.input {
+        Input::Stream(text) => Ok(Rendered {
+            text: text.clone(),
+            chart: None,
+            profile: req.profile.as_deref().map(profile::load).transpose()?,
+            values: None,
+        }),
+        Input::Chart(c) => {
+            let helm = render::helm_bin()?;
+            let meta = source::chart_meta(&helm, &c.path)?;
+            let profile = choose_profile(req, Some(&meta), notes)?;
+            let release = release_name(req, Some(&meta))?;
+            let values = source::merged_values(c.path.is_dir().then_some(c.path.as_path()), &c.values, &c.set, &c.set_string)?;
+            let args = render::TemplateArgs {
+                release,
+                chart: c.path.clone(),
+                namespace: req.namespace.clone(),
+                values: c.values.clone(),
+                set: c.set.clone(),
+                set_string: c.set_string.clone(),
+                kube_version: c.kube_version.clone(),
+                api_versions: c.api_versions.clone(),
+            };
+            let text = render::template(&helm, &args)?;
+            Ok(Rendered {
+                text,
+                chart: Some(meta),
+                profile: Some(profile),
+                values: Some(values),
+            })
+        }
+    }
+}
+
+fn choose_profile(req: &Request, meta: Option<&ChartMeta>, notes: &mut Vec<String>) -> Result<Profile> {
+    if let Some(spec) = &req.profile {
+        return profile::load(spec);
+    }
+    let Some(meta) = meta else {
+        bail!("cannot choose a profile: the stream carries no `helm.sh/chart` label on any workload. Pass --profile NAME|FILE (`lockstep profiles` lists them)");
+    };
+    let (p, why) = profile::detect(&meta.name, meta.annotations.get(profile::PROFILE_ANNOTATION).map(String::as_str))?;
+    notes.push(format!("profile {} (chosen by {why})", p.name));
+    Ok(p)
+}
+
+fn release_name(req: &Request, meta: Option<&ChartMeta>) -> Result<String> {
+    let name = req
+        .release
+        .clone()
+        .or_else(|| meta.map(|m| m.name.clone()))
+        .ok_or_else(|| anyhow!("no release name: pass --release NAME"))?;
+    if name.len() > 53 || !profile::is_dns_label(&name) {
+        bail!("release name {name:?} is not valid: helm release names are lower-case DNS labels (a-z, 0-9, '-') of at most 53 characters. Pass a valid --release");
+    }
+    Ok(name)
+}
+
+/// Runs stream, locate and gate over a rendered text.
+pub fn analyze<'a>(req: &Request, rendered: &'a Rendered, notes: &mut Vec<String>) -> Result<Analysis<'a>> {
+    let stream = stream::split(&rendered.text)?;
+    let profile = match &rendered.profile {
+        Some(p) => p.clone(),
+        None => {
+            let meta = stream_chart_meta(&stream);
+            choose_profile(req, meta.as_ref(), notes)?
+        }
+    };
+    let api = locate::find(&stream, &profile, req.api_workload.as_ref())?;
+    let chart = rendered
+        .chart
+        .clone()
+        .or_else(|| source::meta_from_workload(&api))
+        .unwrap_or_else(|| ChartMeta {
+            name: profile.name.clone(),
+            ..Default::default()
+        });
+    let release = match &req.input {
+        Input::Chart(_) => release_name(req, Some(&chart))?,
+        Input::Stream(_) => release_name(
+            &Request {
+                release: req.release.clone().or_else(|| api.labels.get("app.kubernetes.io/instance").cloned()),
+                ..req.clone()
+            },
+            Some(&chart),
+        )?,
+    };
+    let target = identify(&profile, &chart, &api)?;
+    let from = req
+        .from
+        .as_deref()
+        .map(|f| gate::parse_version(f).ok_or_else(|| anyhow!("the deployed release {f:?} is not a version (e.g. 0.8.2)")))
+        .transpose()?;
+    if from.is_none() {
+        notes.push(format!(
+            "no deployed release is known (--from, LOCKSTEP_FROM or lockstep.lock): only the in-cluster gate protects this sync of {} {target}",
+            chart.name
+        ));
+    }
+    let admission = gate::admit(&profile, &chart.name, from.as_ref(), &target, req.allow_downgrade).map_err(anyhow::Error::new)?;
+    if let Some(values) = &rendered.values {
+        let findings = gate::check_values(&admission.steps, values);
+        if !findings.is_empty() {
+            let list: Vec<String> = findings
+                .iter()
+                .map(|f| format!("  - [{}] {}\n    fix: {}", f.step, f.problem, f.fix))
+                .collect();
+            return Err(anyhow::Error::new(Refusal(format!(
+                "refusing to render {} {target}: the values break {} rule{} of the upgrade from {}:\n{}",
+                chart.name,
+                findings.len(),
+                if findings.len() == 1 { "" } else { "s" },
+                admission.from.as_ref().map(ToString::to_string).unwrap_or_default(),
+                list.join("\n")
+            ))));
+        }
+    }
+    for step in &admission.steps {
+        for note in step.info.iter().flat_map(|i| &i.notes) {
+            notes.push(format!("{} → {}: {note}", step.from_line, step.to_line));
+        }
+        for req in step.info.iter().flat_map(|i| &i.requires) {
+            notes.push(format!("{} → {} requires: {req}", step.from_line, step.to_line));
+        }
+    }
+    Ok(Analysis {
+        stream,
+        profile,
+        chart,
+        release,
+        api,
+        target,
+        admission,
+        values: rendered.values.clone(),
+    })
+}
+
+fn stream_chart_meta(stream: &stream::Stream) -> Option<ChartMeta> {
+    stream.docs.iter().find_map(|d| {
+        let h = d.head.as_ref()?;
+        if !matches!(h.kind.as_str(), "Deployment" | "StatefulSet") {
+            return None;
+        }
+        source::meta_from_labels(&locate::labels(d.value().ok()?))
+    })
+}
+
+/// The release being rendered, read where the profile says.
+fn identify(profile: &Profile, chart: &ChartMeta, api: &ApiWorkload) -> Result<Version> {
+    let (what, text) = match profile.releases.version_from {
+        VersionSource::ChartVersion => ("chart version", chart.version.clone()),
+        VersionSource::AppVersion => ("chart appVersion", chart.app_version.clone().unwrap_or_default()),
+        VersionSource::ImageTag => ("API image tag", api.image.tag.clone().unwrap_or_default()),
+    };
+    gate::parse_version(&text).ok_or_else(|| {
+        anyhow!(
+            "cannot tell which release this is: the {what} {text:?} ({}) is not a version. Profile {} reads the release from the {what}; pin a versioned tag or use a profile that reads another field (releases.versionFrom)",
+            api.image.full, profile.name
+        )
+    })
+}
+
+/// The whole pipeline: writes the final stream to `out` only when every stage passed.
+pub fn run(req: &Request, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
+    let rendered = obtain(req, notes)?;
+    let a = analyze(req, &rendered, notes)?;
+    let injection = match inject::skip_reason(&a.profile, &a.api) {
+        Some(why) => {
+            notes.push(format!("no migration Job injected and nothing changed: {why}"));
+            Injection::default()
+        }
+        None => {
+            let job_template = req
+                .job_template
+                .as_ref()
+                .map(|p| {
+                    std::fs::read_to_string(p)
+                        .with_context(|| format!("cannot read --job-template {}", p.display()))
+                        .map(|t| (p.display().to_string(), t))
+                })
+                .transpose()?;
+            let templates = template::Templates::new(job_template.as_ref().map(|(o, t)| (o.as_str(), t.clone())))?;
+            let opts = Options {
+                release: a.release.clone(),
+                namespace: req.namespace.clone(),
+                chart_name: a.chart.name.clone(),
+                phase: req.phase,
+                gate_image: req.gate_image.clone(),
+                deployed_image: req.from_image.clone(),
+                downgrade_revisions: req.downgrade_revisions.clone(),
+            };
+            inject::inject(&a.stream, &a.profile, &a.api, &a.admission, &templates, &opts, notes)?
+        }
+    };
+    let mut buf = std::io::BufWriter::with_capacity(1 << 16, out);
+    emit::write(&a.stream, &injection, &mut buf)?;
+    Ok(())
+}
