@@ -1,15 +1,371 @@
-//! Argo CD config-management plugin front-end (placeholder while being written).
-use anyhow::Result;
+//! The Argo CD config-management plugin front-end (`lockstep argocd ...`).
+//!
+//! argocd-cmp-server runs these commands with exec in the app directory of a
+//! temporary copy of the repository. This module turns what Argo CD provides
+//! (ARGOCD_APP_* variables, `ARGOCD_ENV_*` from the Application's plugin env,
+//! parameters as `ARGOCD_APP_PARAMETERS` JSON, `KUBE_VERSION`,
+//! `KUBE_API_VERSIONS`) plus the app's `lockstep.yaml` into the same
+//! [`Request`](crate::Request) the CLI builds, and calls the shared pipeline.
+//!
+//! Precedence: parameters, then env, then lockstep.yaml, then defaults.
+//! Every path from any of them must resolve inside the repository. No shell, and
+//! no raw helm flags: parameters become `--set` values only.
+//!
+//! On success nothing is written to stderr: recent argocd-cmp-server versions
+//! append a command's stderr to its stdout, which would corrupt the manifests;
+//! notes go into the stream as YAML comments instead.
+
+use crate::config::{self, AppConfig, Lock};
+use crate::inject::Phase;
+use crate::{gate, render, ChartInput, Input, Request};
+use anyhow::{anyhow, bail, Context, Result};
+use serde::Serialize;
+use std::collections::BTreeMap;
 use std::io::Write;
+use std::path::{Path, PathBuf};
 
 #[derive(clap::Subcommand)]
 pub enum Command {
+    /// Build chart dependencies when the chart needs them (offline when charts/ is vendored).
     Init,
+    /// Print the manifests (the rendered chart with lockstep's hooks).
     Generate,
+    /// The dynamic parameters: what lockstep detected, as Argo CD parameter announcements.
     Parameters,
 }
 
-pub fn main(_cmd: Command, _out: &mut dyn Write, _notes: &mut Vec<String>) -> Result<()> {
-    anyhow::bail!("not yet")
+/// The environment Argo CD gives a plugin command (a snapshot, for tests).
+pub type Env = BTreeMap<String, String>;
+
+pub fn main(cmd: Command, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
+    let env: Env = std::env::vars().collect();
+    let cwd = std::env::current_dir().context("cannot read the working directory")?;
+    match cmd {
+        Command::Init => init(&cwd, &env, notes),
+        Command::Generate => generate(&cwd, &env, out, notes),
+        Command::Parameters => parameters(&cwd, &env, out, notes),
+    }
 }
 
+fn get<'e>(env: &'e Env, key: &str) -> Option<&'e str> {
+    env.get(key).map(String::as_str).filter(|s| !s.is_empty())
+}
+
+/// A user setting from the Application's plugin env: `ARGOCD_ENV_LOCKSTEP_<NAME>`.
+fn user_env<'e>(env: &'e Env, name: &str) -> Option<&'e str> {
+    get(env, &format!("ARGOCD_ENV_LOCKSTEP_{name}"))
+}
+
+/// The parameters the user set, from `ARGOCD_APP_PARAMETERS`.
+#[derive(Debug, Default)]
+struct Params {
+    strings: BTreeMap<String, String>,
+    arrays: BTreeMap<String, Vec<String>>,
+    maps: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+fn params(env: &Env) -> Result<Params> {
+    let mut p = Params::default();
+    let Some(text) = get(env, "ARGOCD_APP_PARAMETERS") else {
+        return Ok(p);
+    };
+    let v: serde_json::Value = serde_json::from_str(text)
+        .context("ARGOCD_APP_PARAMETERS is not JSON: this variable is set by Argo CD; check the Application's plugin parameters")?;
+    for item in v.as_array().into_iter().flatten() {
+        let Some(name) = item.get("name").and_then(|n| n.as_str()) else { continue };
+        if let Some(s) = item.get("string").and_then(|s| s.as_str()) {
+            p.strings.insert(name.to_owned(), s.to_owned());
+        }
+        if let Some(a) = item.get("array").and_then(|a| a.as_array()) {
+            p.arrays.insert(name.to_owned(), a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect());
+        }
+        if let Some(m) = item.get("map").and_then(|m| m.as_object()) {
+            p.maps.insert(
+                name.to_owned(),
+                m.iter().filter_map(|(k, x)| Some((k.clone(), x.as_str()?.to_owned()))).collect(),
+            );
+        }
+    }
+    Ok(p)
+}
+
+/// The repository root: the working directory minus ARGOCD_APP_SOURCE_PATH.
+fn repo_root(cwd: &Path, env: &Env) -> PathBuf {
+    if let Some(src) = get(env, "ARGOCD_APP_SOURCE_PATH") {
+        let depth = Path::new(src).components().filter(|c| matches!(c, std::path::Component::Normal(_))).count();
+        if let Some(root) = cwd.ancestors().nth(depth) {
+            if cwd.ends_with(src.trim_start_matches("./")) || depth == 0 {
+                return root.to_path_buf();
+            }
+        }
+    }
+    config::repo_root(cwd)
+}
+
+/// The release name from `ARGOCD_APP_NAME`, which is `<namespace>_<name>` for
+/// Applications outside Argo CD's own namespace.
+pub fn release_from_app_name(app: &str) -> String {
+    app.rsplit_once('_').map_or(app, |(_, n)| n).to_owned()
+}
+
+/// Builds the request from parameters, env, lockstep.yaml and defaults.
+pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
+    let cfg_path = cwd.join(config::CONFIG_FILE);
+    let cfg = if cfg_path.is_file() { AppConfig::load(&cfg_path)? } else { AppConfig::default() };
+    let root = repo_root(cwd, env);
+    let p = params(env)?;
+    let s = |name: &str| p.strings.get(name).map(String::as_str).filter(|s| !s.is_empty());
+
+    let chart = match &cfg.chart {
+        Some(c) => config::inside(&root, cwd, &cfg.expand(c)?, "chart")?,
+        None => cwd.to_path_buf(),
+    };
+    let values: Vec<String> = match (p.arrays.get("values-files"), user_env(env, "VALUES_FILES")) {
+        (Some(a), _) => a.clone(),
+        (None, Some(e)) => e.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect(),
+        (None, None) => cfg.values.clone(),
+    };
+    let values = values
+        .iter()
+        .map(|v| config::inside(&root, cwd, v, "values file"))
+        .collect::<Result<Vec<_>>>()?;
+    let mut set_string: Vec<String> = Vec::new();
+    for (k, v) in &cfg.set {
+        set_string.push(format!("{k}={}", cfg.expand(v)?));
+    }
+    let mut set = Vec::new();
+    for (k, v) in p.maps.get("helm-parameters").into_iter().flatten() {
+        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "_-./[]".contains(c)) {
+            bail!("helm parameter {k:?} is not a values key (letters, digits, `_-./[]`): parameters set chart values, nothing else");
+        }
+        // One parameter is one key: a comma in the value must not start another.
+        set.push(format!("{k}={}", v.replace('\\', "\\\\").replace(',', "\\,")));
+    }
+    let api_versions = get(env, "KUBE_API_VERSIONS")
+        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .unwrap_or_default();
+    let input = Input::Chart(ChartInput {
+        path: chart,
+        values,
+        set,
+        set_string,
+        kube_version: get(env, "KUBE_VERSION").map(str::to_owned),
+        api_versions,
+    });
+    let mut req = Request::new(input);
+    req.release = s("release")
+        .or(user_env(env, "RELEASE"))
+        .map(str::to_owned)
+        .or_else(|| cfg.release.clone())
+        .or_else(|| get(env, "ARGOCD_APP_NAME").map(release_from_app_name));
+    req.namespace = user_env(env, "NAMESPACE")
+        .map(str::to_owned)
+        .or_else(|| cfg.namespace.clone())
+        .or_else(|| get(env, "ARGOCD_APP_NAMESPACE").map(str::to_owned));
+    req.profile = match s("profile").or(user_env(env, "PROFILE")) {
+        Some(p) => Some(resolve_profile(&root, cwd, p)?),
+        None => cfg.profile.as_deref().map(|p| resolve_profile(&root, cwd, p)).transpose()?,
+    };
+    let phase = s("phase").or(user_env(env, "PHASE"));
+    req.phase = match phase {
+        Some(ph) => config::parse_phase(ph).map_err(|e| anyhow!("parameter phase: {e}"))?,
+        None => cfg.phase.unwrap_or(Phase::Presync),
+    };
+    req.api_workload = cfg
+        .api_workload
+        .as_deref()
+        .map(|w| w.parse().map_err(|e: String| anyhow!("lockstep.yaml apiWorkload: {e}")))
+        .transpose()?;
+    req.gate_image = cfg.gate_image.clone();
+    let lock = Lock::load(&cwd.join(config::LOCK_FILE))?;
+    req.from = s("from")
+        .or(user_env(env, "FROM"))
+        .map(str::to_owned)
+        .or_else(|| lock.as_ref().map(|l| l.deployed.version.clone()));
+    req.from_image = lock.and_then(|l| l.deployed.image);
+    Ok((req, cfg))
+}
+
+/// A profile is a built-in name, or a file that must stay inside the repository.
+fn resolve_profile(root: &Path, cwd: &Path, p: &str) -> Result<String> {
+    if crate::profile::built_in(p).is_some() {
+        return Ok(p.to_owned());
+    }
+    Ok(config::inside(root, cwd, p, "profile file")?.display().to_string())
+}
+
+fn generate(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
+    let (req, _) = request(cwd, env)?;
+    let mut buf = Vec::new();
+    crate::run(&req, &mut buf, notes)?;
+    if buf.iter().all(u8::is_ascii_whitespace) {
+        bail!("the render produced no manifests: refusing to print an empty stream (Argo CD would prune every resource of the app)");
+    }
+    // Notes travel in the stream as comments: stderr must stay empty on success.
+    for n in notes.drain(..) {
+        writeln!(out, "# lockstep: {}", n.replace('\n', " "))?;
+    }
+    out.write_all(&buf)?;
+    out.flush()?;
+    Ok(())
+}
+
+fn init(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<()> {
+    let (req, _) = request(cwd, env)?;
+    let Input::Chart(chart) = &req.input else { return Ok(()) };
+    if !chart.path.is_dir() {
+        return Ok(()); // a packaged chart carries its dependencies
+    }
+    #[derive(serde::Deserialize)]
+    struct Dep {
+        name: String,
+        #[serde(default)]
+        version: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct ChartDeps {
+        #[serde(default)]
+        dependencies: Vec<Dep>,
+    }
+    let text = std::fs::read_to_string(chart.path.join("Chart.yaml"))
+        .with_context(|| format!("{} has no Chart.yaml", chart.path.display()))?;
+    let deps: ChartDeps = serde_yaml::from_str(&text).context("Chart.yaml is not valid")?;
+    let vendored = |d: &Dep| {
+        let charts = chart.path.join("charts");
+        charts.join(&d.name).join("Chart.yaml").is_file()
+            || charts.join(format!("{}-{}.tgz", d.name, d.version)).is_file()
+            || std::fs::read_dir(&charts).ok().into_iter().flatten().flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(&format!("{}-", d.name)) && n.ends_with(".tgz")
+            })
+    };
+    let missing: Vec<&Dep> = deps.dependencies.iter().filter(|d| !vendored(d)).collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let helm = render::helm_bin()?;
+    render::run(
+        &helm,
+        &["dependency".into(), "build".into(), chart.path.clone().into_os_string()],
+        "helm dependency build",
+    )?;
+    notes.push(format!(
+        "built chart dependencies: {}",
+        missing.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+    ));
+    Ok(())
+}
+
+/// One parameter announcement, in the shape Argo CD reads.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Announcement {
+    name: &'static str,
+    title: String,
+    tooltip: String,
+    collection_type: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    map: Option<BTreeMap<String, String>>,
+}
+
+fn announce(name: &'static str, title: &str, tooltip: &str, value: String) -> Announcement {
+    Announcement {
+        name,
+        title: title.to_owned(),
+        tooltip: tooltip.to_owned(),
+        collection_type: "string",
+        string: Some(value),
+        map: None,
+    }
+}
+
+fn parameters(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
+    let list = match detect(cwd, env, notes) {
+        Ok(list) => list,
+        // Shown in the UI before a sync, instead of an opaque failure.
+        Err(e) => vec![announce(
+            "lockstep-error",
+            "lockstep cannot render this app",
+            "Fix this before syncing: the sync would fail with the same message.",
+            format!("{e:#}"),
+        )],
+    };
+    notes.clear();
+    serde_json::to_writer(&mut *out, &list)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn detect(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<Vec<Announcement>> {
+    let (req, _) = request(cwd, env)?;
+    let rendered = crate::obtain(&req, notes)?;
+    let a = crate::analyze(&req, &rendered, notes)?;
+    let mut list = vec![
+        announce(
+            "detected-chart",
+            "Chart (detected)",
+            "The chart and the release lockstep read from it (per the profile's releases.versionFrom).",
+            format!("{} {} (release {}, profile {})", a.chart.name, a.target, a.release, a.profile.name),
+        ),
+        announce(
+            "detected-api-workload",
+            "API workload (detected)",
+            "The workload whose exact image and env the migration Jobs run with.",
+            format!("{} image {}", a.api.describe(), a.api.image.full),
+        ),
+    ];
+    let summary = match &a.admission.from {
+        None => format!("no deployed release known: first install, or set `from` (only the in-cluster gate protects this sync) → {}", a.target),
+        Some(from) if a.admission.downgrade => format!("{from} → {}: DOWNGRADE (take backups)", a.target),
+        Some(from) => {
+            let plan = gate::plan(&a.profile, from, &a.target)?;
+            let one_time: usize = plan.stops.iter().map(|s| s.one_time.len()).sum();
+            let breaking = plan.breaking_count();
+            let mut s = format!(
+                "{from} → {}: {} breaking change{}",
+                a.target,
+                breaking,
+                if breaking == 1 { "" } else { "s" }
+            );
+            if one_time > 0 {
+                s += &format!(", {one_time} one-time step{}", if one_time == 1 { "" } else { "s" });
+            }
+            s
+        }
+    };
+    list.push(announce(
+        "upgrade-plan",
+        "Upgrade plan",
+        "What this sync does to the database: `lockstep plan --from X --to Y` prints the details.",
+        summary,
+    ));
+    Ok(list)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn app_names() {
+        assert_eq!(release_from_app_name("prefect"), "prefect");
+        assert_eq!(release_from_app_name("team-a_prefect"), "prefect");
+    }
+
+    #[test]
+    fn parameters_json() {
+        let mut env = Env::new();
+        env.insert(
+            "ARGOCD_APP_PARAMETERS".into(),
+            r#"[{"name":"values-files","array":["a.yaml"]},{"name":"helm-parameters","map":{"image.tag":"v1"}},{"name":"release","string":"x"}]"#.into(),
+        );
+        let p = params(&env).unwrap();
+        assert_eq!(p.arrays["values-files"], vec!["a.yaml"]);
+        assert_eq!(p.maps["helm-parameters"]["image.tag"], "v1");
+        assert_eq!(p.strings["release"], "x");
+        env.insert("ARGOCD_APP_PARAMETERS".into(), "null".into());
+        assert!(params(&env).unwrap().strings.is_empty());
+    }
+}

@@ -146,6 +146,21 @@ pub fn inside(root: &Path, base: &Path, user: &str, what: &str) -> Result<PathBu
         bail!("{what} {user:?} is an absolute path: paths must be relative to the app directory and stay inside the repository");
     }
     let root = root.canonicalize().with_context(|| format!("cannot resolve the repository root {}", root.display()))?;
+    let base = base.canonicalize().with_context(|| format!("cannot resolve {}", base.display()))?;
+    // Lexically first, so an escape is named as one even when its target is missing.
+    let mut lexical = base.clone();
+    for c in p.components() {
+        match c {
+            Component::ParentDir => {
+                lexical.pop();
+            }
+            Component::Normal(n) => lexical.push(n),
+            _ => {}
+        }
+    }
+    if !lexical.starts_with(&root) {
+        bail!("{what} {user:?} leaves the repository: values files and charts must stay inside the repository");
+    }
     let joined = base.join(p);
     let resolved = joined
         .canonicalize()

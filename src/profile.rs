@@ -223,7 +223,11 @@ pub struct Line {
     /// The newest release of the line, named in "upgrade to it first" advice.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub latest: Option<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        default,
+        skip_serializing_if = "Vec::is_empty",
+        with = "serde_yaml::with::singleton_map_recursive"
+    )]
     pub breaking: Vec<ValuesRule>,
     /// Settings the new release requires (told to the user; env checks are in migrations).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
