@@ -176,14 +176,14 @@ pub fn inject(
     }
     let dep_note = (!deps.is_empty()).then(|| {
         format!(
-            "needs {} from this same render; in the presync phase a first install waits for objects not yet applied (render with --phase sync for first installs)",
+            "{} from this same render; in the presync phase a first install waits for objects not yet applied (render with --phase sync for first installs)",
             deps.iter().map(|(k, n)| format!("{k}/{n}")).collect::<Vec<_>>().join(", ")
         )
     });
     for (i, (suffix, command)) in commands.into_iter().enumerate() {
         let mut annotations = BTreeMap::new();
         if let (Phase::Presync, Some(n)) = (opts.phase, &dep_note) {
-            annotations.insert("lockstep.dev/first-install".to_owned(), n.clone());
+            annotations.insert("lockstep.dev/first-install".to_owned(), format!("needs {n}"));
         }
         let ctx = json!({
             "name": job_name(&opts.release, &suffix),
@@ -211,7 +211,7 @@ pub fn inject(
     }
     if let Some(n) = &dep_note {
         match opts.phase {
-            Phase::Presync => notes.push(format!("first install: the migration Jobs {n}")),
+            Phase::Presync => notes.push(format!("first install: the migration Jobs need {n}")),
             Phase::Sync => move_earlier(stream, &deps, base - 2, &mut out, notes)?,
         }
     }

@@ -135,8 +135,9 @@ struct PlanArgs {
     from: String,
     #[arg(long, value_name = "VERSION")]
     to: String,
-    #[arg(long, default_value = "prefect-customer-managed")]
-    profile: String,
+    /// A built-in profile name or a profile file (default: lockstep.yaml's profile).
+    #[arg(long)]
+    profile: Option<String>,
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -205,7 +206,14 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
             Ok(())
         }
         Cmd::Plan(args) => {
-            let p = profile::load(&args.profile)?;
+            let name = match args.profile {
+                Some(p) => p,
+                None if Path::new(config::CONFIG_FILE).is_file() => AppConfig::load(Path::new(config::CONFIG_FILE))?
+                    .profile
+                    .ok_or_else(|| anyhow!("lockstep.yaml names no profile: pass --profile NAME|FILE"))?,
+                None => bail!("which application? pass --profile NAME|FILE (`lockstep profiles` lists them), or run in a directory with a lockstep.yaml"),
+            };
+            let p = profile::load(&name)?;
             let from = version(&args.from, "--from")?;
             let to = version(&args.to, "--to")?;
             let plan = gate::plan(&p, &from, &to)?;

@@ -181,10 +181,8 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
         let end = iter.byte_offset();
         match item {
             None => break,
-            Some(Err(e)) if docs.is_empty() => {
-                let _ = e;
-                return Ok(None);
-            }
+            // Not JSON after all (a YAML flow mapping): split it as YAML.
+            Some(Err(_)) if docs.is_empty() => return Ok(None),
             Some(Err(e)) => bail!("malformed JSON in the manifest stream: {e}. Each object must be complete JSON"),
             Some(Ok(v)) => {
                 let raw = &src[prev..end];
