@@ -72,17 +72,26 @@ fn params(env: &Env) -> Result<Params> {
     let v: serde_json::Value = serde_json::from_str(text)
         .context("ARGOCD_APP_PARAMETERS is not JSON: this variable is set by Argo CD; check the Application's plugin parameters")?;
     for item in v.as_array().into_iter().flatten() {
-        let Some(name) = item.get("name").and_then(|n| n.as_str()) else { continue };
+        let Some(name) = item.get("name").and_then(|n| n.as_str()) else {
+            continue;
+        };
         if let Some(s) = item.get("string").and_then(|s| s.as_str()) {
             p.strings.insert(name.to_owned(), s.to_owned());
         }
         if let Some(a) = item.get("array").and_then(|a| a.as_array()) {
-            p.arrays.insert(name.to_owned(), a.iter().filter_map(|x| x.as_str().map(str::to_owned)).collect());
+            p.arrays.insert(
+                name.to_owned(),
+                a.iter()
+                    .filter_map(|x| x.as_str().map(str::to_owned))
+                    .collect(),
+            );
         }
         if let Some(m) = item.get("map").and_then(|m| m.as_object()) {
             p.maps.insert(
                 name.to_owned(),
-                m.iter().filter_map(|(k, x)| Some((k.clone(), x.as_str()?.to_owned()))).collect(),
+                m.iter()
+                    .filter_map(|(k, x)| Some((k.clone(), x.as_str()?.to_owned())))
+                    .collect(),
             );
         }
     }
@@ -92,7 +101,10 @@ fn params(env: &Env) -> Result<Params> {
 /// The repository root: the working directory minus ARGOCD_APP_SOURCE_PATH.
 fn repo_root(cwd: &Path, env: &Env) -> PathBuf {
     if let Some(src) = get(env, "ARGOCD_APP_SOURCE_PATH") {
-        let depth = Path::new(src).components().filter(|c| matches!(c, std::path::Component::Normal(_))).count();
+        let depth = Path::new(src)
+            .components()
+            .filter(|c| matches!(c, std::path::Component::Normal(_)))
+            .count();
         if let Some(root) = cwd.ancestors().nth(depth) {
             if cwd.ends_with(src.trim_start_matches("./")) || depth == 0 {
                 return root.to_path_buf();
@@ -111,10 +123,19 @@ pub fn release_from_app_name(app: &str) -> String {
 /// Builds the request from parameters, env, lockstep.yaml and defaults.
 pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
     let cfg_path = cwd.join(config::CONFIG_FILE);
-    let cfg = if cfg_path.is_file() { AppConfig::load(&cfg_path)? } else { AppConfig::default() };
+    let cfg = if cfg_path.is_file() {
+        AppConfig::load(&cfg_path)?
+    } else {
+        AppConfig::default()
+    };
     let root = repo_root(cwd, env);
     let p = params(env)?;
-    let s = |name: &str| p.strings.get(name).map(String::as_str).filter(|s| !s.is_empty());
+    let s = |name: &str| {
+        p.strings
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    };
 
     let chart = match &cfg.chart {
         Some(c) => config::inside(&root, cwd, &cfg.expand(c)?, "chart")?,
@@ -122,27 +143,53 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
     };
     let values: Vec<String> = match (p.arrays.get("values-files"), user_env(env, "VALUES_FILES")) {
         (Some(a), _) => a.clone(),
-        (None, Some(e)) => e.split(',').map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect(),
+        (None, Some(e)) => e
+            .split(',')
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+            .collect(),
         (None, None) => cfg.values.clone(),
     };
     let values = values
         .iter()
         .map(|v| config::inside(&root, cwd, v, "values file"))
         .collect::<Result<Vec<_>>>()?;
+    let params = p.maps.get("helm-parameters");
     let mut set_string: Vec<String> = Vec::new();
     for (k, v) in &cfg.set {
-        set_string.push(format!("{k}={}", cfg.expand(v)?));
+        // A helm parameter of the same key wins over lockstep.yaml: helm applies every
+        // --set-string after every --set, so the config's entry must not be passed at all.
+        if params.is_some_and(|m| m.contains_key(k)) {
+            continue;
+        }
+        set_string.push(format!(
+            "{k}={}",
+            crate::source::escape_set_value(&cfg.expand(v)?)
+        ));
     }
     let mut set = Vec::new();
-    for (k, v) in p.maps.get("helm-parameters").into_iter().flatten() {
-        if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "_-./[]".contains(c)) {
-            bail!("helm parameter {k:?} is not a values key (letters, digits, `_-./[]`): parameters set chart values, nothing else");
+    for (k, v) in params.into_iter().flatten() {
+        // Checked here, naming only the key: later errors quote the whole `key=value`, and a
+        // value may be a secret (stderr is shown in Argo CD's UI).
+        if k.is_empty()
+            || !k
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "_-./[]".contains(c))
+            || k.split('.').any(str::is_empty)
+        {
+            bail!("helm parameter {k:?} is not a values key (letters, digits, `_-./[]`, no empty `.` segment): parameters set chart values, nothing else");
         }
         // One parameter is one key: a comma in the value must not start another.
-        set.push(format!("{k}={}", v.replace('\\', "\\\\").replace(',', "\\,")));
+        set.push(format!("{k}={}", crate::source::escape_set_value(v)));
     }
     let api_versions = get(env, "KUBE_API_VERSIONS")
-        .map(|s| s.split(',').map(str::trim).filter(|s| !s.is_empty()).map(str::to_owned).collect())
+        .map(|s| {
+            s.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect()
+        })
         .unwrap_or_default();
     let input = Input::Chart(ChartInput {
         path: chart,
@@ -164,7 +211,11 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
         .or_else(|| get(env, "ARGOCD_APP_NAMESPACE").map(str::to_owned));
     req.profile = match s("profile").or(user_env(env, "PROFILE")) {
         Some(p) => Some(resolve_profile(&root, cwd, p)?),
-        None => cfg.profile.as_deref().map(|p| resolve_profile(&root, cwd, p)).transpose()?,
+        None => cfg
+            .profile
+            .as_deref()
+            .map(|p| resolve_profile(&root, cwd, p))
+            .transpose()?,
     };
     let phase = s("phase").or(user_env(env, "PHASE"));
     req.phase = match phase {
@@ -174,7 +225,10 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
     req.api_workload = cfg
         .api_workload
         .as_deref()
-        .map(|w| w.parse().map_err(|e: String| anyhow!("lockstep.yaml apiWorkload: {e}")))
+        .map(|w| {
+            w.parse()
+                .map_err(|e: String| anyhow!("lockstep.yaml apiWorkload: {e}"))
+        })
         .transpose()?;
     req.gate_image = cfg.gate_image.clone();
     let lock = Lock::load(&cwd.join(config::LOCK_FILE))?;
@@ -191,7 +245,9 @@ fn resolve_profile(root: &Path, cwd: &Path, p: &str) -> Result<String> {
     if crate::profile::built_in(p).is_some() {
         return Ok(p.to_owned());
     }
-    Ok(config::inside(root, cwd, p, "profile file")?.display().to_string())
+    Ok(config::inside(root, cwd, p, "profile file")?
+        .display()
+        .to_string())
 }
 
 fn generate(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
@@ -212,7 +268,9 @@ fn generate(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String>)
 
 fn init(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<()> {
     let (req, _) = request(cwd, env)?;
-    let Input::Chart(chart) = &req.input else { return Ok(()) };
+    let Input::Chart(chart) = &req.input else {
+        return Ok(());
+    };
     if !chart.path.is_dir() {
         return Ok(()); // a packaged chart carries its dependencies
     }
@@ -233,11 +291,18 @@ fn init(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<()> {
     let vendored = |d: &Dep| {
         let charts = chart.path.join("charts");
         charts.join(&d.name).join("Chart.yaml").is_file()
-            || charts.join(format!("{}-{}.tgz", d.name, d.version)).is_file()
-            || std::fs::read_dir(&charts).ok().into_iter().flatten().flatten().any(|e| {
-                let n = e.file_name().to_string_lossy().into_owned();
-                n.starts_with(&format!("{}-", d.name)) && n.ends_with(".tgz")
-            })
+            || charts
+                .join(format!("{}-{}.tgz", d.name, d.version))
+                .is_file()
+            || std::fs::read_dir(&charts)
+                .ok()
+                .into_iter()
+                .flatten()
+                .flatten()
+                .any(|e| {
+                    let n = e.file_name().to_string_lossy().into_owned();
+                    n.starts_with(&format!("{}-", d.name)) && n.ends_with(".tgz")
+                })
     };
     let missing: Vec<&Dep> = deps.dependencies.iter().filter(|d| !vendored(d)).collect();
     if missing.is_empty() {
@@ -246,12 +311,20 @@ fn init(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<()> {
     let helm = render::helm_bin()?;
     render::run(
         &helm,
-        &["dependency".into(), "build".into(), chart.path.clone().into_os_string()],
+        &[
+            "dependency".into(),
+            "build".into(),
+            chart.path.clone().into_os_string(),
+        ],
         "helm dependency build",
     )?;
     notes.push(format!(
         "built chart dependencies: {}",
-        missing.iter().map(|d| d.name.as_str()).collect::<Vec<_>>().join(", ")
+        missing
+            .iter()
+            .map(|d| d.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     ));
     Ok(())
 }

@@ -72,7 +72,8 @@ pub fn parse_phase(s: &str) -> Result<Phase, String> {
 
 impl AppConfig {
     pub fn load(path: &Path) -> Result<AppConfig> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let cfg: AppConfig = serde_yaml::from_str(&text).with_context(|| {
             format!("{} is not a valid lockstep config (fields: chart, version, release, namespace, profile, values, set, phase, apiWorkload, gateImage)", path.display())
         })?;
@@ -111,7 +112,8 @@ impl Lock {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
         let lock: Lock = serde_yaml::from_str(&text).with_context(|| {
             format!("{} is corrupt: expected `deployed: {{version: X.Y.Z, image: IMAGE}}`. Restore it from git, or delete it and pass --from VERSION", path.display())
         })?;
@@ -142,11 +144,18 @@ pub fn repo_root(dir: &Path) -> PathBuf {
 /// leaves `root`: absolute paths, `..` escapes, and symlinks pointing out.
 pub fn inside(root: &Path, base: &Path, user: &str, what: &str) -> Result<PathBuf> {
     let p = Path::new(user);
-    if p.is_absolute() || p.components().any(|c| matches!(c, Component::Prefix(_) | Component::RootDir)) {
+    if p.is_absolute()
+        || p.components()
+            .any(|c| matches!(c, Component::Prefix(_) | Component::RootDir))
+    {
         bail!("{what} {user:?} is an absolute path: paths must be relative to the app directory and stay inside the repository");
     }
-    let root = root.canonicalize().with_context(|| format!("cannot resolve the repository root {}", root.display()))?;
-    let base = base.canonicalize().with_context(|| format!("cannot resolve {}", base.display()))?;
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the repository root {}", root.display()))?;
+    let base = base
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", base.display()))?;
     // Lexically first, so an escape is named as one even when its target is missing.
     let mut lexical = base.clone();
     for c in p.components() {
@@ -162,9 +171,12 @@ pub fn inside(root: &Path, base: &Path, user: &str, what: &str) -> Result<PathBu
         bail!("{what} {user:?} leaves the repository: values files and charts must stay inside the repository");
     }
     let joined = base.join(p);
-    let resolved = joined
-        .canonicalize()
-        .with_context(|| format!("{what} {user:?} does not exist (looked for {})", joined.display()))?;
+    let resolved = joined.canonicalize().with_context(|| {
+        format!(
+            "{what} {user:?} does not exist (looked for {})",
+            joined.display()
+        )
+    })?;
     if !resolved.starts_with(&root) {
         bail!("{what} {user:?} resolves outside the repository ({}): values files and charts must stay inside the repository", resolved.display());
     }
@@ -185,7 +197,9 @@ pub fn set_version_line(text: &str, to: &str) -> Result<String> {
         }
     }
     if !done {
-        bail!("lockstep.yaml has no top-level `version:` line to move; add `version: CURRENT` first");
+        bail!(
+            "lockstep.yaml has no top-level `version:` line to move; add `version: CURRENT` first"
+        );
     }
     Ok(out)
 }
@@ -206,7 +220,10 @@ mod tests {
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink("/etc/hostname", app.join("link.yaml")).unwrap();
-            let err = format!("{:#}", inside(&root, &app, "link.yaml", "values file").unwrap_err());
+            let err = format!(
+                "{:#}",
+                inside(&root, &app, "link.yaml", "values file").unwrap_err()
+            );
             assert!(err.contains("outside the repository"), "{err}");
         }
         std::fs::remove_dir_all(&root).unwrap();
@@ -215,6 +232,9 @@ mod tests {
     #[test]
     fn version_line() {
         let t = "# app\nchart: c-{version}\nversion: 0.8.2 # pinned\nrelease: r\n";
-        assert_eq!(set_version_line(t, "1.2.0").unwrap(), "# app\nchart: c-{version}\nversion: \"1.2.0\"\nrelease: r\n");
+        assert_eq!(
+            set_version_line(t, "1.2.0").unwrap(),
+            "# app\nchart: c-{version}\nversion: \"1.2.0\"\nrelease: r\n"
+        );
     }
 }

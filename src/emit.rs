@@ -38,7 +38,8 @@ pub fn write(stream: &Stream, injection: &Injection, out: &mut impl Write) -> Re
             }
             None => {
                 out.write_all(doc.raw.as_bytes())?;
-                ends_with_newline = doc.raw.is_empty() && ends_with_newline || doc.raw.ends_with('\n');
+                ends_with_newline =
+                    doc.raw.is_empty() && ends_with_newline || doc.raw.ends_with('\n');
             }
         }
     }

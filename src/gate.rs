@@ -92,7 +92,12 @@ fn catalog_index(profile: &Profile, line: &str) -> Option<usize> {
 }
 
 fn info(profile: &Profile, line: &str) -> Option<Line> {
-    profile.releases.lines.iter().find(|l| l.line == line).cloned()
+    profile
+        .releases
+        .lines
+        .iter()
+        .find(|l| l.line == line)
+        .cloned()
 }
 
 /// The lines from `from` to `to`, both included, in upgrade order.
@@ -101,15 +106,7 @@ fn stops(profile: &Profile, from: &Version, to: &Version) -> Result<Vec<String>,
     let (fl, tl) = (line_of(from), line_of(to));
     match profile.releases.rule {
         UpgradeRule::Catalog => {
-            let known = || {
-                profile
-                    .releases
-                    .lines
-                    .iter()
-                    .map(|l| l.line.as_str())
-                    .collect::<Vec<_>>()
-                    .join(" → ")
-            };
+            let known = || profile.releases.joined(" → ");
             let fi = catalog_index(profile, &fl).ok_or_else(|| {
                 format!("the deployed release {from} is on line {fl}, which the {} catalog does not know (lines: {})", profile.name, known())
             })?;
@@ -146,13 +143,7 @@ fn rule_text(profile: &Profile) -> String {
         UpgradeRule::Catalog => format!(
             "{} upgrades one release line at a time, in catalog order ({})",
             profile.name,
-            profile
-                .releases
-                .lines
-                .iter()
-                .map(|l| l.line.as_str())
-                .collect::<Vec<_>>()
-                .join(" → ")
+            profile.releases.joined(" → ")
         ),
         UpgradeRule::Semver => format!(
             "{} upgrades a patch or the next minor directly; a skipped minor is walked one minor at a time; a new major starts at its .0",
@@ -186,7 +177,7 @@ pub fn admit(
                 return Err(Refusal(format!(
                     "refusing to render {chart} {target}: its release line {tl} is not in the {} catalog (lines: {}).\n  fix: render a release the catalog knows, or extend the catalog with a profile file (`lockstep profiles show {} > profile.yaml`, add the line, then --profile profile.yaml)",
                     profile.name,
-                    profile.releases.lines.iter().map(|l| l.line.as_str()).collect::<Vec<_>>().join(", "),
+                    profile.releases.joined(", "),
                     profile.name
                 )))
             }
@@ -265,6 +256,19 @@ pub fn admit(
     })
 }
 
+/// Every step from `from` up to `to`, legal or not (what `lockstep values migrate`
+/// walks); empty when both are on one line. Err for a downgrade or an unknown line.
+pub fn steps(profile: &Profile, from: &Version, to: &Version) -> Result<Vec<Step>, Refusal> {
+    if to < from {
+        return Err(Refusal(format!(
+            "{to} is older than {from}: only upgrades have steps"
+        )));
+    }
+    let lines = stops(profile, from, to)
+        .map_err(|why| Refusal(format!("no upgrade path from {from} to {to}: {why}")))?;
+    Ok(steps_between(profile, &lines))
+}
+
 fn steps_between(profile: &Profile, lines: &[String]) -> Vec<Step> {
     lines
         .windows(2)
@@ -284,14 +288,24 @@ pub struct Finding {
     pub fix: String,
 }
 
-/// Checks the merged values against the breaking rules of every step crossed.
+/// Checks values against the breaking rules of every step crossed.
 pub fn check_values(steps: &[Step], values: &Value) -> Vec<Finding> {
+    check_values_with(steps, values, values)
+}
+
+/// Like [`check_values`], for a render: `user` is what the user sets (values
+/// files and `--set`), `effective` the same merged over the chart's defaults.
+/// Every rule reads the user's values (a default the chart sets itself, like
+/// 1.2's `ingress.name`, must not satisfy a `required` rule), except the
+/// condition of a `required` rule, which is what the chart will render.
+pub fn check_values_with(steps: &[Step], user: &Value, effective: &Value) -> Vec<Finding> {
+    let values = user;
     let mut out = Vec::new();
     for step in steps {
         let Some(info) = &step.info else { continue };
         let label = format!("{} → {}", step.from_line, step.to_line);
         for rule in &info.breaking {
-            if let Some((problem, fix)) = check_rule(rule, values) {
+            if let Some((problem, fix)) = check_rule(rule, values, effective) {
                 out.push(Finding {
                     step: label.clone(),
                     problem,
@@ -303,20 +317,26 @@ pub fn check_values(steps: &[Step], values: &Value) -> Vec<Finding> {
     out
 }
 
-fn check_rule(rule: &ValuesRule, values: &Value) -> Option<(String, String)> {
+fn check_rule(rule: &ValuesRule, values: &Value, effective: &Value) -> Option<(String, String)> {
     match rule {
-        ValuesRule::Moved { from, to } => get(values, from).map(|_| {
+        // A key left empty (null) still trips a chart that checks for it with `hasKey`.
+        ValuesRule::Moved { from, to } => has_key(values, from).then(|| {
             (
                 format!("`{from}` is set, but this release reads `{to}`"),
                 format!("move the value of `{from}` to `{to}` (`lockstep values migrate` does it)"),
             )
         }),
         ValuesRule::Removed { path, fix } => {
-            get(values, path).map(|_| (format!("`{path}` is no longer supported"), fix.clone()))
+            has_key(values, path).then(|| (format!("`{path}` is no longer supported"), fix.clone()))
         }
         ValuesRule::Forbidden { path, word, why } => {
             let mut hits = Vec::new();
-            find_matching(values, &path.split('.').collect::<Vec<_>>(), String::new(), &mut hits);
+            find_matching(
+                values,
+                &path.split('.').collect::<Vec<_>>(),
+                String::new(),
+                &mut hits,
+            );
             let bad: Vec<String> = hits
                 .into_iter()
                 .filter(|(_, v)| contains_word(v, word))
@@ -335,8 +355,8 @@ fn check_rule(rule: &ValuesRule, values: &Value) -> Option<(String, String)> {
             value,
             why,
         } => {
-            let on = matches!(get(values, when), Some(Value::Bool(true)))
-                || get(values, when).and_then(Value::as_str) == Some("true");
+            let on = matches!(get(effective, when), Some(Value::Bool(true)))
+                || get(effective, when).and_then(Value::as_str) == Some("true");
             (on && get(values, path).is_none()).then(|| {
                 (
                     format!("`{path}` is not set while `{when}` is true: {why}"),
@@ -356,7 +376,27 @@ pub fn get<'v>(values: &'v Value, path: &str) -> Option<&'v Value> {
     (!cur.is_null()).then_some(cur)
 }
 
-fn find_matching<'v>(v: &'v Value, pattern: &[&str], at: String, out: &mut Vec<(String, &'v Value)>) {
+/// Whether a dotted path is present in a values tree, even with a null value.
+pub fn has_key(values: &Value, path: &str) -> bool {
+    let (parents, last) = match path.rsplit_once('.') {
+        Some((p, l)) => (Some(p), l),
+        None => (None, path),
+    };
+    let parent = match parents {
+        Some(p) => get(values, p),
+        None => Some(values),
+    };
+    parent
+        .and_then(Value::as_mapping)
+        .is_some_and(|m| m.contains_key(last))
+}
+
+fn find_matching<'v>(
+    v: &'v Value,
+    pattern: &[&str],
+    at: String,
+    out: &mut Vec<(String, &'v Value)>,
+) {
     let Some((first, rest)) = pattern.split_first() else {
         out.push((at, v));
         return;
@@ -413,7 +453,8 @@ pub fn plan(profile: &Profile, from: &Version, to: &Version) -> Result<Plan> {
             "{to} is older than {from}: a plan covers upgrades; for a rollback see `lockstep render --allow-downgrade`"
         ))));
     }
-    let lines = stops(profile, from, to).map_err(|why| anyhow!(Refusal(format!("cannot plan {from} → {to}: {why}"))))?;
+    let lines = stops(profile, from, to)
+        .map_err(|why| anyhow!(Refusal(format!("cannot plan {from} → {to}: {why}"))))?;
     let migrations: Vec<String> = profile
         .migrations
         .iter()
@@ -473,9 +514,18 @@ pub fn describe_rule(rule: &ValuesRule) -> String {
     match rule {
         ValuesRule::Moved { from, to } => format!("`{from}` moved to `{to}`"),
         ValuesRule::Removed { path, fix } => format!("`{path}` removed: {fix}"),
-        ValuesRule::Forbidden { path, word, why } => format!("`{path}` must not run `{word}`: {why}"),
-        ValuesRule::Required { path, when, value, why } => {
-            format!("when `{when}` is true, set `{path}` (to `{value}` for an existing install): {why}")
+        ValuesRule::Forbidden { path, word, why } => {
+            format!("`{path}` must not run `{word}`: {why}")
+        }
+        ValuesRule::Required {
+            path,
+            when,
+            value,
+            why,
+        } => {
+            format!(
+                "when `{when}` is true, set `{path}` (to `{value}` for an existing install): {why}"
+            )
         }
     }
 }
@@ -501,7 +551,10 @@ impl Plan {
                     }
                 }
             };
-            section("migrations (one Job each, before the new pods roll)", &stop.migrations);
+            section(
+                "migrations (one Job each, before the new pods roll)",
+                &stop.migrations,
+            );
             section("one-time steps", &stop.one_time);
             section("breaking values changes", &stop.breaking);
             section("required settings", &stop.requires);
@@ -538,12 +591,18 @@ mod tests {
         let p = built_in("prefect-customer-managed").unwrap();
         assert!(admit(&p, "c", Some(&v("0.8.2")), &v("1.2.0"), false).is_ok());
         assert!(admit(&p, "c", Some(&v("0.8.2")), &v("0.8.5"), false).is_ok());
-        let err = admit(&p, "c", Some(&v("0.6.1")), &v("1.2.0"), false).unwrap_err().0;
+        let err = admit(&p, "c", Some(&v("0.6.1")), &v("1.2.0"), false)
+            .unwrap_err()
+            .0;
         assert!(err.contains("0.6.1 → 0.7.x → 0.8.x → 1.2.x"), "{err}");
         assert!(err.contains("lockstep bump --to 0.7.0"), "{err}");
-        let err = admit(&p, "c", Some(&v("1.2.0")), &v("0.8.2"), false).unwrap_err().0;
+        let err = admit(&p, "c", Some(&v("1.2.0")), &v("0.8.2"), false)
+            .unwrap_err()
+            .0;
         assert!(err.contains("downgrade"), "{err}");
-        let err = admit(&p, "c", Some(&v("0.8.2")), &v("1.3.0"), false).unwrap_err().0;
+        let err = admit(&p, "c", Some(&v("0.8.2")), &v("1.3.0"), false)
+            .unwrap_err()
+            .0;
         assert!(err.contains("not in the"), "{err}");
     }
 
@@ -551,7 +610,9 @@ mod tests {
     fn semver_rule() {
         let p = built_in("prefect-server").unwrap();
         assert!(admit(&p, "c", Some(&v("3.7.8")), &v("3.8.3"), false).is_ok());
-        let err = admit(&p, "c", Some(&v("3.6.1")), &v("3.8.3"), false).unwrap_err().0;
+        let err = admit(&p, "c", Some(&v("3.6.1")), &v("3.8.3"), false)
+            .unwrap_err()
+            .0;
         assert!(err.contains("3.6.1 → 3.7.x → 3.8.x"), "{err}");
         let a = admit(&p, "c", None, &v("3.8.3"), false).unwrap();
         assert_eq!(a.from_lines, vec!["3.7", "3.8"]);

@@ -117,7 +117,10 @@ pub fn inject(
             "profile": profile.name,
         }),
     )?;
-    out.added.push(template::document("lockstep/record-configmap.yaml.hbs", &record)?);
+    out.added.push(template::document(
+        "lockstep/record-configmap.yaml.hbs",
+        &record,
+    )?);
 
     let mut jobs: Vec<(String, serde_json::Value)> = Vec::new();
     let gate_ctx = gate_job(api, admission, opts, &namespace, &record_name, base - 1);
@@ -157,7 +160,11 @@ pub fn inject(
                 bail!("the {} profile has no downgrade command for {}: it cannot be rolled back by lockstep; restore a backup", profile.name, m.name);
             }
             let rev = &opts.downgrade_revisions[&m.name];
-            let cmd = m.downgrade.iter().map(|a| a.replace("{revision}", rev)).collect();
+            let cmd = m
+                .downgrade
+                .iter()
+                .map(|a| a.replace("{revision}", rev))
+                .collect();
             commands.push((format!("downgrade-{}", m.name), cmd));
         }
     } else {
@@ -174,16 +181,20 @@ pub fn inject(
             }
         }
     }
-    let dep_note = (!deps.is_empty()).then(|| {
+    // Only a render with no known deployed release may be a first install.
+    let dep_note = (!deps.is_empty() && admission.from.is_none()).then(|| {
         format!(
-            "{} from this same render; in the presync phase a first install waits for objects not yet applied (render with --phase sync for first installs)",
+            "{} from this same render; in the presync phase a first install waits for objects not yet applied (for first installs use the sync phase: --phase sync, or `phase: sync` in lockstep.yaml or the Argo CD parameter)",
             deps.iter().map(|(k, n)| format!("{k}/{n}")).collect::<Vec<_>>().join(", ")
         )
     });
     for (i, (suffix, command)) in commands.into_iter().enumerate() {
         let mut annotations = BTreeMap::new();
         if let (Phase::Presync, Some(n)) = (opts.phase, &dep_note) {
-            annotations.insert("lockstep.dev/first-install".to_owned(), format!("needs {n}"));
+            annotations.insert(
+                "lockstep.dev/first-install".to_owned(),
+                format!("needs {n}"),
+            );
         }
         let ctx = json!({
             "name": job_name(&opts.release, &suffix),
@@ -209,15 +220,24 @@ pub fn inject(
         });
         jobs.push((suffix, ctx));
     }
-    if let Some(n) = &dep_note {
-        match opts.phase {
-            Phase::Presync => notes.push(format!("first install: the migration Jobs need {n}")),
-            Phase::Sync => move_earlier(stream, &deps, base - 2, &mut out, notes)?,
+    match opts.phase {
+        Phase::Presync => {
+            if let Some(n) = &dep_note {
+                notes.push(format!("first install: the migration Jobs need {n}"));
+            }
+        }
+        Phase::Sync => {
+            let mut early = deps.clone();
+            early.extend(bundled_database(stream, profile)?);
+            move_earlier(stream, &early, base - 2, &mut out, notes)?;
         }
     }
     for (suffix, ctx) in jobs {
         let job: Job = templates.render("job", &ctx)?;
-        out.added.push(template::document(&format!("lockstep/job.yaml.hbs ({suffix})"), &job)?);
+        out.added.push(template::document(
+            &format!("lockstep/job.yaml.hbs ({suffix})"),
+            &job,
+        )?);
     }
     Ok(out)
 }
@@ -286,16 +306,26 @@ fn pod_settings(pod: &PodSpec, with_service_account: bool) -> serde_json::Value 
     })
 }
 
-fn hook_annotations(phase: Phase, wave: i32, mut extra: BTreeMap<String, String>) -> BTreeMap<String, String> {
+fn hook_annotations(
+    phase: Phase,
+    wave: i32,
+    mut extra: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     let (argo, helm) = match phase {
         Phase::Presync => ("PreSync", "pre-install,pre-upgrade"),
         Phase::Sync => ("Sync", "post-install,pre-upgrade"),
     };
     for (k, v) in [
         ("argocd.argoproj.io/hook", argo),
-        ("argocd.argoproj.io/hook-delete-policy", "BeforeHookCreation,HookSucceeded"),
+        (
+            "argocd.argoproj.io/hook-delete-policy",
+            "BeforeHookCreation,HookSucceeded",
+        ),
         ("helm.sh/hook", helm),
-        ("helm.sh/hook-delete-policy", "before-hook-creation,hook-succeeded"),
+        (
+            "helm.sh/hook-delete-policy",
+            "before-hook-creation,hook-succeeded",
+        ),
     ] {
         extra.insert(k.to_owned(), v.to_owned());
     }
@@ -304,7 +334,12 @@ fn hook_annotations(phase: Phase, wave: i32, mut extra: BTreeMap<String, String>
     extra
 }
 
-fn labels(opts: &Options, version: &str, component: &str, migration: Option<&str>) -> BTreeMap<String, String> {
+fn labels(
+    opts: &Options,
+    version: &str,
+    component: &str,
+    migration: Option<&str>,
+) -> BTreeMap<String, String> {
     let mut l = BTreeMap::new();
     l.insert("app.kubernetes.io/name".into(), opts.chart_name.clone());
     l.insert("app.kubernetes.io/instance".into(), opts.release.clone());
@@ -322,10 +357,17 @@ fn labels(opts: &Options, version: &str, component: &str, migration: Option<&str
 fn label_value(s: &str) -> String {
     let v: String = s
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "._-".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(63)
         .collect();
-    v.trim_matches(|c: char| !c.is_ascii_alphanumeric()).to_owned()
+    v.trim_matches(|c: char| !c.is_ascii_alphanumeric())
+        .to_owned()
 }
 
 /// `<release>-<suffix>`, a DNS-1123 label of at most 63 characters; a long
@@ -342,25 +384,40 @@ pub fn job_name(release: &str, suffix: &str) -> String {
 }
 
 fn fnv1a(s: &str) -> u32 {
-    s.bytes().fold(0x811c9dc5u32, |h, b| (h ^ b as u32).wrapping_mul(0x01000193))
+    s.bytes().fold(0x811c9dc5u32, |h, b| {
+        (h ^ b as u32).wrapping_mul(0x01000193)
+    })
 }
 
 /// Volumes a Job can take along (secret, configMap, projected, emptyDir) and the
 /// API container's mounts of them; PVC and other mounts stay behind, with a note.
-fn portable_volumes(pod: &PodSpec, mounts: &Option<Vec<VolumeMount>>, notes: &mut Vec<String>) -> (Vec<Volume>, Vec<VolumeMount>) {
+fn portable_volumes(
+    pod: &PodSpec,
+    mounts: &Option<Vec<VolumeMount>>,
+    notes: &mut Vec<String>,
+) -> (Vec<Volume>, Vec<VolumeMount>) {
     let all = pod.volumes.clone().unwrap_or_default();
     let mut vols = Vec::new();
     let mut keep = Vec::new();
     for m in mounts.iter().flatten() {
         match all.iter().find(|v| v.name == m.name) {
-            Some(v) if v.secret.is_some() || v.config_map.is_some() || v.projected.is_some() || v.empty_dir.is_some() => {
+            Some(v)
+                if v.secret.is_some()
+                    || v.config_map.is_some()
+                    || v.projected.is_some()
+                    || v.empty_dir.is_some() =>
+            {
                 if !vols.iter().any(|x: &Volume| x.name == v.name) {
                     vols.push(v.clone());
                 }
                 keep.push(m.clone());
             }
             Some(v) => {
-                let what = if v.persistent_volume_claim.is_some() { "a PersistentVolumeClaim" } else { "a volume kind a Job should not share" };
+                let what = if v.persistent_volume_claim.is_some() {
+                    "a PersistentVolumeClaim"
+                } else {
+                    "a volume kind a Job should not share"
+                };
                 notes.push(format!(
                     "the migration Jobs do not mount {} at {} ({what}); a migration must not depend on a pod's own storage",
                     m.name, m.mount_path
@@ -373,7 +430,13 @@ fn portable_volumes(pod: &PodSpec, mounts: &Option<Vec<VolumeMount>>, notes: &mu
 }
 
 /// Secrets, ConfigMaps and ServiceAccounts the Job needs that this same render creates.
-fn dependencies(stream: &Stream, pod: &PodSpec, c: &k8s_openapi::api::core::v1::Container, volumes: &[Volume], opts: &Options) -> BTreeSet<(String, String)> {
+fn dependencies(
+    stream: &Stream,
+    pod: &PodSpec,
+    c: &k8s_openapi::api::core::v1::Container,
+    volumes: &[Volume],
+    opts: &Options,
+) -> BTreeSet<(String, String)> {
     let mut wanted: BTreeSet<(String, String)> = BTreeSet::new();
     let mut add = |k: &str, n: &Option<String>| {
         if let Some(n) = n {
@@ -382,16 +445,28 @@ fn dependencies(stream: &Stream, pod: &PodSpec, c: &k8s_openapi::api::core::v1::
     };
     for e in c.env.iter().flatten() {
         if let Some(from) = &e.value_from {
-            add("Secret", &from.secret_key_ref.as_ref().map(|r| r.name.clone()));
-            add("ConfigMap", &from.config_map_key_ref.as_ref().map(|r| r.name.clone()));
+            add(
+                "Secret",
+                &from.secret_key_ref.as_ref().map(|r| r.name.clone()),
+            );
+            add(
+                "ConfigMap",
+                &from.config_map_key_ref.as_ref().map(|r| r.name.clone()),
+            );
         }
     }
     for e in c.env_from.iter().flatten() {
         add("Secret", &e.secret_ref.as_ref().map(|r| r.name.clone()));
-        add("ConfigMap", &e.config_map_ref.as_ref().map(|r| r.name.clone()));
+        add(
+            "ConfigMap",
+            &e.config_map_ref.as_ref().map(|r| r.name.clone()),
+        );
     }
     for v in volumes {
-        add("Secret", &v.secret.as_ref().and_then(|s| s.secret_name.clone()));
+        add(
+            "Secret",
+            &v.secret.as_ref().and_then(|s| s.secret_name.clone()),
+        );
         add("ConfigMap", &v.config_map.as_ref().map(|s| s.name.clone()));
         for p in v.projected.iter().flat_map(|p| p.sources.iter().flatten()) {
             add("Secret", &p.secret.as_ref().map(|s| s.name.clone()));
@@ -413,8 +488,34 @@ fn dependencies(stream: &Stream, pod: &PodSpec, c: &k8s_openapi::api::core::v1::
         .collect()
 }
 
+/// The resources of a database the chart bundles (profile `database.bundled`).
+fn bundled_database(stream: &Stream, profile: &Profile) -> Result<BTreeSet<(String, String)>> {
+    let mut out = BTreeSet::new();
+    for doc in &stream.docs {
+        let Some(h) = &doc.head else { continue };
+        let rules = &profile.database.bundled;
+        if !rules.iter().any(|m| m.kind == h.kind) {
+            continue;
+        }
+        let labels = locate::labels(doc.value()?);
+        if rules
+            .iter()
+            .any(|m| matches_resource(m, &h.kind, &h.name, &labels))
+        {
+            out.insert((h.kind.clone(), h.name.clone()));
+        }
+    }
+    Ok(out)
+}
+
 /// `sync` phase: the dependencies go to a wave before the Jobs.
-fn move_earlier(stream: &Stream, deps: &BTreeSet<(String, String)>, wave: i32, out: &mut Injection, notes: &mut Vec<String>) -> Result<()> {
+fn move_earlier(
+    stream: &Stream,
+    deps: &BTreeSet<(String, String)>,
+    wave: i32,
+    out: &mut Injection,
+    notes: &mut Vec<String>,
+) -> Result<()> {
     for (i, doc) in stream.docs.iter().enumerate() {
         let Some(h) = &doc.head else { continue };
         if !deps.contains(&(h.kind.clone(), h.name.clone())) || out.edits.contains_key(&i) {
@@ -432,22 +533,38 @@ fn move_earlier(stream: &Stream, deps: &BTreeSet<(String, String)>, wave: i32, o
         if !ann.is_mapping() {
             *ann = Value::Mapping(Default::default());
         }
-        ann.as_mapping_mut()
-            .expect("just made a mapping")
-            .insert("argocd.argoproj.io/sync-wave".into(), wave.to_string().into());
-        notes.push(format!("sync phase: {} moves to wave {wave}, before the migration Jobs", doc.describe()));
+        ann.as_mapping_mut().expect("just made a mapping").insert(
+            "argocd.argoproj.io/sync-wave".into(),
+            wave.to_string().into(),
+        );
+        notes.push(format!(
+            "sync phase: {} moves to wave {wave}, before the migration Jobs",
+            doc.describe()
+        ));
         out.edits.insert(i, Edit::Replace(v));
     }
     Ok(())
 }
 
-fn matches_resource(m: &ResourceMatch, kind: &str, name: &str, labels: &BTreeMap<String, String>) -> bool {
+fn matches_resource(
+    m: &ResourceMatch,
+    kind: &str,
+    name: &str,
+    labels: &BTreeMap<String, String>,
+) -> bool {
     m.kind == kind
-        && m.name_suffix.as_ref().is_none_or(|s| name.ends_with(s.as_str()))
+        && m.name_suffix
+            .as_ref()
+            .is_none_or(|s| name.ends_with(s.as_str()))
         && locate::labels_match(labels, &m.match_labels)
 }
 
-fn drop_chart_hooks(stream: &Stream, profile: &Profile, out: &mut Injection, notes: &mut Vec<String>) -> Result<()> {
+fn drop_chart_hooks(
+    stream: &Stream,
+    profile: &Profile,
+    out: &mut Injection,
+    notes: &mut Vec<String>,
+) -> Result<()> {
     for (i, doc) in stream.docs.iter().enumerate() {
         let Some(h) = &doc.head else { continue };
         if !profile.chart_hooks.iter().any(|m| m.kind == h.kind) {
@@ -480,9 +597,18 @@ const WORKLOAD_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
 
 /// Sets the migrate-on-start switch off in every workload container that shares
 /// the database (has a database URL or the switch itself).
-fn migrate_on_start_off(stream: &Stream, profile: &Profile, out: &mut Injection, notes: &mut Vec<String>) -> Result<()> {
-    let Some(mos) = &profile.migrate_on_start else { return Ok(()) };
-    let switch: Vec<&str> = std::iter::once(mos.env.as_str()).chain(mos.aliases.iter().map(String::as_str)).collect();
+fn migrate_on_start_off(
+    stream: &Stream,
+    profile: &Profile,
+    out: &mut Injection,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    let Some(mos) = &profile.migrate_on_start else {
+        return Ok(());
+    };
+    let switch: Vec<&str> = std::iter::once(mos.env.as_str())
+        .chain(mos.aliases.iter().map(String::as_str))
+        .collect();
     for (i, doc) in stream.docs.iter().enumerate() {
         let Some(h) = &doc.head else { continue };
         if !WORKLOAD_KINDS.contains(&h.kind.as_str()) || out.edits.contains_key(&i) {
@@ -497,12 +623,27 @@ fn migrate_on_start_off(stream: &Stream, profile: &Profile, out: &mut Injection,
             .and_then(|s| s.get_mut("containers"))
             .and_then(Value::as_sequence_mut);
         for c in containers.into_iter().flatten() {
-            let cname = c.get("name").and_then(Value::as_str).unwrap_or("?").to_owned();
-            let Some(cmap) = c.as_mapping_mut() else { continue };
-            let env = cmap.entry("env".into()).or_insert_with(|| Value::Sequence(vec![]));
-            let Some(env) = env.as_sequence_mut() else { continue };
-            let names: Vec<String> = env.iter().filter_map(|e| e.get("name")?.as_str().map(str::to_owned)).collect();
-            let shares = names.iter().any(|n| profile.database.env.contains(n) || switch.contains(&n.as_str()));
+            let cname = c
+                .get("name")
+                .and_then(Value::as_str)
+                .unwrap_or("?")
+                .to_owned();
+            let Some(cmap) = c.as_mapping_mut() else {
+                continue;
+            };
+            let env = cmap
+                .entry("env".into())
+                .or_insert_with(|| Value::Sequence(vec![]));
+            let Some(env) = env.as_sequence_mut() else {
+                continue;
+            };
+            let names: Vec<String> = env
+                .iter()
+                .filter_map(|e| e.get("name")?.as_str().map(str::to_owned))
+                .collect();
+            let shares = names
+                .iter()
+                .any(|n| profile.database.env.contains(n) || switch.contains(&n.as_str()));
             if !shares {
                 if env.is_empty() {
                     cmap.remove("env");
@@ -511,12 +652,16 @@ fn migrate_on_start_off(stream: &Stream, profile: &Profile, out: &mut Injection,
             }
             let mut found = false;
             for e in env.iter_mut() {
-                let Some(name) = e.get("name").and_then(Value::as_str) else { continue };
+                let Some(name) = e.get("name").and_then(Value::as_str) else {
+                    continue;
+                };
                 if !switch.contains(&name) {
                     continue;
                 }
                 found = true;
-                if e.get("value").and_then(Value::as_str) != Some(mos.off.as_str()) || e.get("valueFrom").is_some() {
+                if e.get("value").and_then(Value::as_str) != Some(mos.off.as_str())
+                    || e.get("valueFrom").is_some()
+                {
                     let name = name.to_owned();
                     let em = e.as_mapping_mut().expect("env entries are maps");
                     em.remove("valueFrom");
@@ -525,7 +670,11 @@ fn migrate_on_start_off(stream: &Stream, profile: &Profile, out: &mut Injection,
                 }
             }
             if !found {
-                let var = EnvVar { name: mos.env.clone(), value: Some(mos.off.clone()), value_from: None };
+                let var = EnvVar {
+                    name: mos.env.clone(),
+                    value: Some(mos.off.clone()),
+                    value_from: None,
+                };
                 env.push(serde_yaml::to_value(var)?);
                 changed.push(format!("{cname}: {}={} (added)", mos.env, mos.off));
             }
@@ -543,7 +692,13 @@ fn migrate_on_start_off(stream: &Stream, profile: &Profile, out: &mut Injection,
 }
 
 /// Required variables of the migrations, from the lines the profile names.
-fn check_required_env(stream: &Stream, profile: &Profile, api: &ApiWorkload, admission: &Admission, notes: &mut Vec<String>) -> Result<()> {
+fn check_required_env(
+    stream: &Stream,
+    profile: &Profile,
+    api: &ApiWorkload,
+    admission: &Admission,
+    notes: &mut Vec<String>,
+) -> Result<()> {
     let target_line = line_of(&admission.target);
     for m in &profile.migrations {
         for req in &m.required_env {
@@ -586,16 +741,24 @@ fn env_from_provides(stream: &Stream, api: &ApiWorkload, name: &str) -> Option<b
     let mut unknown = false;
     for src in api.container.env_from.iter().flatten() {
         let prefix = src.prefix.clone().unwrap_or_default();
-        let Some(key) = name.strip_prefix(prefix.as_str()) else { continue };
+        let Some(key) = name.strip_prefix(prefix.as_str()) else {
+            continue;
+        };
         let (kind, obj) = match (&src.config_map_ref, &src.secret_ref) {
             (Some(c), _) => ("ConfigMap", c.name.clone()),
             (_, Some(s)) => ("Secret", s.name.clone()),
             _ => continue,
         };
-        let doc = stream.docs.iter().find(|d| d.head.as_ref().is_some_and(|h| h.kind == kind && h.name == obj));
+        let doc = stream.docs.iter().find(|d| {
+            d.head
+                .as_ref()
+                .is_some_and(|h| h.kind == kind && h.name == obj)
+        });
         match doc.and_then(|d| d.value().ok()) {
             Some(v) => {
-                let has = ["data", "stringData"].iter().any(|f| v.get(f).and_then(|d| d.get(key)).is_some());
+                let has = ["data", "stringData"]
+                    .iter()
+                    .any(|f| v.get(f).and_then(|d| d.get(key)).is_some());
                 if has {
                     return Some(true);
                 }
@@ -612,9 +775,15 @@ fn env_from_provides(stream: &Stream, api: &ApiWorkload, name: &str) -> Option<b
 
 fn line_at_or_after(profile: &Profile, line: &str, since: &str) -> bool {
     let lines = &profile.releases.lines;
-    match (lines.iter().position(|l| l.line == line), lines.iter().position(|l| l.line == since)) {
+    match (
+        lines.iter().position(|l| l.line == line),
+        lines.iter().position(|l| l.line == since),
+    ) {
         (Some(a), Some(b)) => a >= b,
-        _ => match (crate::profile::parse_line(line), crate::profile::parse_line(since)) {
+        _ => match (
+            crate::profile::parse_line(line),
+            crate::profile::parse_line(since),
+        ) {
             (Ok(a), Ok(b)) => a >= b,
             _ => true,
         },
@@ -627,11 +796,17 @@ mod tests {
 
     #[test]
     fn job_names_fit() {
-        assert_eq!(job_name("prefect-server", "migrate-database"), "prefect-server-migrate-database");
+        assert_eq!(
+            job_name("prefect-server", "migrate-database"),
+            "prefect-server-migrate-database"
+        );
         let long = "a".repeat(53);
         let n = job_name(&long, "migrate-database");
         assert!(n.len() <= 63 && n.ends_with("-migrate-database"), "{n}");
         assert!(crate::profile::is_dns_label(&n));
-        assert_ne!(n, job_name(&format!("{}b", "a".repeat(52)), "migrate-database"));
+        assert_ne!(
+            n,
+            job_name(&format!("{}b", "a".repeat(52)), "migrate-database")
+        );
     }
 }

@@ -149,7 +149,26 @@ pub fn obtain(req: &Request, notes: &mut Vec<String>) -> Result<Rendered> {
             let meta = source::chart_meta(&helm, &c.path)?;
             let profile = choose_profile(req, Some(&meta), notes)?;
             let release = release_name(req, Some(&meta))?;
-            let values = source::merged_values(c.path.is_dir().then_some(c.path.as_path()), &c.values, &c.set, &c.set_string)?;
+            let values = source::merged_values(
+                c.path.is_dir().then_some(c.path.as_path()),
+                &c.values,
+                &c.set,
+                &c.set_string,
+            )?;
+            // The gate before helm when the release is known without rendering: a
+            // chart that `fail`s on a key an older release read must not hide the
+            // gate's refusal and its fix (`lockstep values migrate`).
+            let early_target = match profile.releases.version_from {
+                VersionSource::ChartVersion => gate::parse_version(&meta.version),
+                VersionSource::AppVersion => {
+                    meta.app_version.as_deref().and_then(gate::parse_version)
+                }
+                VersionSource::ImageTag => None,
+            };
+            if let Some(target) = early_target {
+                let user = source::merged_values(None, &c.values, &c.set, &c.set_string)?;
+                gate_check(req, &profile, &meta.name, &target, &user, &values)?;
+            }
             let args = render::TemplateArgs {
                 release,
                 chart: c.path.clone(),
@@ -171,14 +190,23 @@ pub fn obtain(req: &Request, notes: &mut Vec<String>) -> Result<Rendered> {
     }
 }
 
-fn choose_profile(req: &Request, meta: Option<&ChartMeta>, notes: &mut Vec<String>) -> Result<Profile> {
+fn choose_profile(
+    req: &Request,
+    meta: Option<&ChartMeta>,
+    notes: &mut Vec<String>,
+) -> Result<Profile> {
     if let Some(spec) = &req.profile {
         return profile::load(spec);
     }
     let Some(meta) = meta else {
         bail!("cannot choose a profile: the stream carries no `helm.sh/chart` label on any workload. Pass --profile NAME|FILE (`lockstep profiles` lists them)");
     };
-    let (p, why) = profile::detect(&meta.name, meta.annotations.get(profile::PROFILE_ANNOTATION).map(String::as_str))?;
+    let (p, why) = profile::detect(
+        &meta.name,
+        meta.annotations
+            .get(profile::PROFILE_ANNOTATION)
+            .map(String::as_str),
+    )?;
     notes.push(format!("profile {} (chosen by {why})", p.name));
     Ok(p)
 }
@@ -196,7 +224,11 @@ fn release_name(req: &Request, meta: Option<&ChartMeta>) -> Result<String> {
 }
 
 /// Runs stream, locate and gate over a rendered text.
-pub fn analyze<'a>(req: &Request, rendered: &'a Rendered, notes: &mut Vec<String>) -> Result<Analysis<'a>> {
+pub fn analyze<'a>(
+    req: &Request,
+    rendered: &'a Rendered,
+    notes: &mut Vec<String>,
+) -> Result<Analysis<'a>> {
     let stream = stream::split(&rendered.text)?;
     let profile = match &rendered.profile {
         Some(p) => p.clone(),
@@ -218,48 +250,49 @@ pub fn analyze<'a>(req: &Request, rendered: &'a Rendered, notes: &mut Vec<String
         Input::Chart(_) => release_name(req, Some(&chart))?,
         Input::Stream(_) => release_name(
             &Request {
-                release: req.release.clone().or_else(|| api.labels.get("app.kubernetes.io/instance").cloned()),
+                release: req
+                    .release
+                    .clone()
+                    .or_else(|| api.labels.get("app.kubernetes.io/instance").cloned()),
                 ..req.clone()
             },
             Some(&chart),
         )?,
     };
     let target = identify(&profile, &chart, &api)?;
-    let from = req
-        .from
-        .as_deref()
-        .map(|f| gate::parse_version(f).ok_or_else(|| anyhow!("the deployed release {f:?} is not a version (e.g. 0.8.2)")))
-        .transpose()?;
-    if from.is_none() {
+    if req.from.is_none() {
         notes.push(format!(
             "no deployed release is known (--from, LOCKSTEP_FROM or lockstep.lock): only the in-cluster gate protects this sync of {} {target}",
             chart.name
         ));
     }
-    let admission = gate::admit(&profile, &chart.name, from.as_ref(), &target, req.allow_downgrade).map_err(anyhow::Error::new)?;
-    if let Some(values) = &rendered.values {
-        let findings = gate::check_values(&admission.steps, values);
-        if !findings.is_empty() {
-            let list: Vec<String> = findings
-                .iter()
-                .map(|f| format!("  - [{}] {}\n    fix: {}", f.step, f.problem, f.fix))
-                .collect();
-            return Err(anyhow::Error::new(Refusal(format!(
-                "refusing to render {} {target}: the values break {} rule{} of the upgrade from {}:\n{}",
-                chart.name,
-                findings.len(),
-                if findings.len() == 1 { "" } else { "s" },
-                admission.from.as_ref().map(ToString::to_string).unwrap_or_default(),
-                list.join("\n")
-            ))));
-        }
-    }
+    let empty = serde_yaml::Value::Null;
+    let user = match (&req.input, &rendered.values) {
+        (Input::Chart(c), Some(_)) => Some(source::merged_values(
+            None,
+            &c.values,
+            &c.set,
+            &c.set_string,
+        )?),
+        _ => None,
+    };
+    let admission = gate_check(
+        req,
+        &profile,
+        &chart.name,
+        &target,
+        user.as_ref().unwrap_or(&empty),
+        rendered.values.as_ref().unwrap_or(&empty),
+    )?;
     for step in &admission.steps {
         for note in step.info.iter().flat_map(|i| &i.notes) {
             notes.push(format!("{} → {}: {note}", step.from_line, step.to_line));
         }
         for req in step.info.iter().flat_map(|i| &i.requires) {
-            notes.push(format!("{} → {} requires: {req}", step.from_line, step.to_line));
+            notes.push(format!(
+                "{} → {} requires: {req}",
+                step.from_line, step.to_line
+            ));
         }
     }
     Ok(Analysis {
@@ -274,21 +307,72 @@ pub fn analyze<'a>(req: &Request, rendered: &'a Rendered, notes: &mut Vec<String
     })
 }
 
+/// The render-time gate: may `target` follow the deployed release, and do the
+/// values (`user`: files and --set; `effective`: over the chart's defaults)
+/// pass the breaking rules of the step?
+fn gate_check(
+    req: &Request,
+    profile: &Profile,
+    chart: &str,
+    target: &Version,
+    user: &serde_yaml::Value,
+    effective: &serde_yaml::Value,
+) -> Result<Admission> {
+    let from = req
+        .from
+        .as_deref()
+        .map(|f| {
+            gate::parse_version(f)
+                .ok_or_else(|| anyhow!("the deployed release {f:?} is not a version (e.g. 0.8.2)"))
+        })
+        .transpose()?;
+    let admission = gate::admit(profile, chart, from.as_ref(), target, req.allow_downgrade)
+        .map_err(anyhow::Error::new)?;
+    let findings = gate::check_values_with(&admission.steps, user, effective);
+    if !findings.is_empty() {
+        let list: Vec<String> = findings
+            .iter()
+            .map(|f| format!("  - [{}] {}\n    fix: {}", f.step, f.problem, f.fix))
+            .collect();
+        return Err(anyhow::Error::new(Refusal(format!(
+            "refusing to render {chart} {target}: the values break {} rule{} of the upgrade from {}:\n{}",
+            findings.len(),
+            if findings.len() == 1 { "" } else { "s" },
+            admission.from.as_ref().map(ToString::to_string).unwrap_or_default(),
+            list.join("\n")
+        ))));
+    }
+    Ok(admission)
+}
+
+/// The chart a rendered stream came from, by its workloads' `helm.sh/chart`
+/// labels: the first whose chart has a profile (subcharts such as a bundled
+/// database may come first, e.g. in Helm 4's post-renderer order), else the first.
 fn stream_chart_meta(stream: &stream::Stream) -> Option<ChartMeta> {
-    stream.docs.iter().find_map(|d| {
-        let h = d.head.as_ref()?;
-        if !matches!(h.kind.as_str(), "Deployment" | "StatefulSet") {
-            return None;
-        }
-        source::meta_from_labels(&locate::labels(d.value().ok()?))
-    })
+    let metas: Vec<ChartMeta> = stream
+        .docs
+        .iter()
+        .filter(|d| {
+            d.head
+                .as_ref()
+                .is_some_and(|h| matches!(h.kind.as_str(), "Deployment" | "StatefulSet"))
+        })
+        .filter_map(|d| source::meta_from_labels(&locate::labels(d.value().ok()?)))
+        .collect();
+    let known = metas
+        .iter()
+        .position(|m| profile::detect(&m.name, None).is_ok());
+    metas.into_iter().nth(known.unwrap_or(0))
 }
 
 /// The release being rendered, read where the profile says.
 fn identify(profile: &Profile, chart: &ChartMeta, api: &ApiWorkload) -> Result<Version> {
     let (what, text) = match profile.releases.version_from {
         VersionSource::ChartVersion => ("chart version", chart.version.clone()),
-        VersionSource::AppVersion => ("chart appVersion", chart.app_version.clone().unwrap_or_default()),
+        VersionSource::AppVersion => (
+            "chart appVersion",
+            chart.app_version.clone().unwrap_or_default(),
+        ),
         VersionSource::ImageTag => ("API image tag", api.image.tag.clone().unwrap_or_default()),
     };
     gate::parse_version(&text).ok_or_else(|| {
@@ -305,7 +389,9 @@ pub fn run(req: &Request, out: &mut dyn Write, notes: &mut Vec<String>) -> Resul
     let a = analyze(req, &rendered, notes)?;
     let injection = match inject::skip_reason(&a.profile, &a.api) {
         Some(why) => {
-            notes.push(format!("no migration Job injected and nothing changed: {why}"));
+            notes.push(format!(
+                "no migration Job injected and nothing changed: {why}"
+            ));
             Injection::default()
         }
         None => {
@@ -318,7 +404,9 @@ pub fn run(req: &Request, out: &mut dyn Write, notes: &mut Vec<String>) -> Resul
                         .map(|t| (p.display().to_string(), t))
                 })
                 .transpose()?;
-            let templates = template::Templates::new(job_template.as_ref().map(|(o, t)| (o.as_str(), t.clone())))?;
+            let templates = template::Templates::new(
+                job_template.as_ref().map(|(o, t)| (o.as_str(), t.clone())),
+            )?;
             let opts = Options {
                 release: a.release.clone(),
                 namespace: req.namespace.clone(),
@@ -328,7 +416,15 @@ pub fn run(req: &Request, out: &mut dyn Write, notes: &mut Vec<String>) -> Resul
                 deployed_image: req.from_image.clone(),
                 downgrade_revisions: req.downgrade_revisions.clone(),
             };
-            inject::inject(&a.stream, &a.profile, &a.api, &a.admission, &templates, &opts, notes)?
+            inject::inject(
+                &a.stream,
+                &a.profile,
+                &a.api,
+                &a.admission,
+                &templates,
+                &opts,
+                notes,
+            )?
         }
     };
     let mut buf = std::io::BufWriter::with_capacity(1 << 16, out);

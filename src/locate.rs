@@ -25,7 +25,11 @@ pub struct WorkloadRef {
 impl std::str::FromStr for WorkloadRef {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("{s:?} is not KIND/NAME[:CONTAINER], e.g. Deployment/prefect-server:prefect-server");
+        let bad = || {
+            format!(
+                "{s:?} is not KIND/NAME[:CONTAINER], e.g. Deployment/prefect-server:prefect-server"
+            )
+        };
         let (kind, rest) = s.split_once('/').ok_or_else(bad)?;
         let (name, container) = match rest.split_once(':') {
             Some((n, c)) => (n, Some(c.to_owned())),
@@ -112,7 +116,11 @@ impl ImageRef {
 }
 
 /// Finds the API workload among the stream's documents.
-pub fn find(stream: &Stream, profile: &Profile, explicit: Option<&WorkloadRef>) -> Result<ApiWorkload> {
+pub fn find(
+    stream: &Stream,
+    profile: &Profile,
+    explicit: Option<&WorkloadRef>,
+) -> Result<ApiWorkload> {
     let mut workloads = Vec::new(); // every workload, for messages
     let mut found = Vec::new();
     for (i, doc) in stream.docs.iter().enumerate() {
@@ -120,7 +128,7 @@ pub fn find(stream: &Stream, profile: &Profile, explicit: Option<&WorkloadRef>) 
         let kinds: &[String] = &profile.workload.kinds;
         let wanted = match explicit {
             Some(r) => head.kind == r.kind,
-            None => kinds.iter().any(|k| *k == head.kind),
+            None => kinds.contains(&head.kind),
         };
         if !wanted {
             continue;
@@ -129,7 +137,11 @@ pub fn find(stream: &Stream, profile: &Profile, explicit: Option<&WorkloadRef>) 
         let matches = match explicit {
             Some(r) => head.name == r.name,
             None => {
-                profile.workload.name.as_ref().is_none_or(|n| *n == head.name)
+                profile
+                    .workload
+                    .name
+                    .as_ref()
+                    .is_none_or(|n| *n == head.name)
                     && labels_match(&labels(doc.value()?), &profile.workload.match_labels)
             }
         };
@@ -169,7 +181,11 @@ fn describe_match(profile: &Profile) -> String {
         parts.push(format!("named {n}"));
     }
     if !w.match_labels.is_empty() {
-        let l: Vec<_> = w.match_labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let l: Vec<_> = w
+            .match_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
         parts.push(format!("labelled {}", l.join(",")));
     }
     format!("{} (profile {})", parts.join(" "), profile.name)
@@ -210,11 +226,20 @@ pub fn pod_spec(doc: &Doc) -> Result<PodSpec> {
         .and_then(|s| s.get("template"))
         .and_then(|t| t.get("spec"))
         .ok_or_else(|| anyhow!("{} has no spec.template.spec", doc.describe()))?;
-    serde_yaml::from_value(spec.clone())
-        .with_context(|| format!("{}: spec.template.spec is not a valid pod spec", doc.describe()))
+    serde_yaml::from_value(spec.clone()).with_context(|| {
+        format!(
+            "{}: spec.template.spec is not a valid pod spec",
+            doc.describe()
+        )
+    })
 }
 
-fn read(i: usize, doc: &Doc, profile: &Profile, explicit: Option<&WorkloadRef>) -> Result<ApiWorkload> {
+fn read(
+    i: usize,
+    doc: &Doc,
+    profile: &Profile,
+    explicit: Option<&WorkloadRef>,
+) -> Result<ApiWorkload> {
     let head = doc.head.as_ref().expect("workloads have heads");
     let pod = pod_spec(doc)?;
     let wanted = explicit
@@ -239,7 +264,11 @@ fn read(i: usize, doc: &Doc, profile: &Profile, explicit: Option<&WorkloadRef>) 
     .clone();
     let image_text = container.image.clone().unwrap_or_default();
     if image_text.is_empty() {
-        bail!("{} container {} has no image", doc.describe(), container.name);
+        bail!(
+            "{} container {} has no image",
+            doc.describe(),
+            container.name
+        );
     }
     let image = ImageRef::parse(&image_text);
     if image.tag.is_none() && image.digest.is_none() {

@@ -161,7 +161,11 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { exit::USAGE } else { exit::OK };
+            let code = if e.use_stderr() {
+                exit::USAGE
+            } else {
+                exit::OK
+            };
             let _ = e.print();
             std::process::exit(code);
         }
@@ -186,7 +190,9 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
         }
         Cmd::Inject(common) => {
             let mut bytes = Vec::new();
-            std::io::stdin().read_to_end(&mut bytes).context("cannot read the stream from stdin")?;
+            std::io::stdin()
+                .read_to_end(&mut bytes)
+                .context("cannot read the stream from stdin")?;
             let text = String::from_utf8(bytes).map_err(|e| {
                 anyhow!("the input is not UTF-8 (invalid byte at offset {}): Kubernetes manifests are UTF-8 text", e.utf8_error().valid_up_to())
             })?;
@@ -200,7 +206,9 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
             }
             Ok(())
         }
-        Cmd::Profiles { cmd: Some(ProfilesCmd::Show { name }) } => {
+        Cmd::Profiles {
+            cmd: Some(ProfilesCmd::Show { name }),
+        } => {
             let p = profile::load(&name)?;
             stdout.lock().write_all(p.to_yaml().as_bytes())?;
             Ok(())
@@ -225,7 +233,9 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
             Ok(())
         }
         Cmd::Bump(args) => bump(&args, notes),
-        Cmd::Values { cmd: ValuesCmd::Migrate(args) } => lockstep::values::migrate(&args, &mut stdout.lock(), notes),
+        Cmd::Values {
+            cmd: ValuesCmd::Migrate(args),
+        } => lockstep::values::migrate(&args, &mut stdout.lock(), notes),
         Cmd::Argocd { cmd } => lockstep::argocd::main(cmd, &mut stdout.lock(), notes),
         Cmd::Helm { args } => lockstep::helm_plugin::main(&args, notes),
     }
@@ -238,14 +248,22 @@ fn version(s: &str, flag: &str) -> Result<semver::Version> {
 fn render_request(args: RenderArgs) -> Result<Request> {
     let config_path = match (&args.config, &args.chart) {
         (Some(c), _) => Some(c.clone()),
-        (None, None) if Path::new(config::CONFIG_FILE).is_file() => Some(PathBuf::from(config::CONFIG_FILE)),
+        (None, None) if Path::new(config::CONFIG_FILE).is_file() => {
+            Some(PathBuf::from(config::CONFIG_FILE))
+        }
         _ => None,
     };
     let cfg = config_path.as_deref().map(AppConfig::load).transpose()?;
     let dir = config_path
         .as_deref()
         .and_then(Path::parent)
-        .map(|p| if p.as_os_str().is_empty() { Path::new(".") } else { p })
+        .map(|p| {
+            if p.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                p
+            }
+        })
         .unwrap_or(Path::new("."))
         .to_path_buf();
     let mut chart = ChartInput {
@@ -259,7 +277,10 @@ fn render_request(args: RenderArgs) -> Result<Request> {
     if let Some(cfg) = &cfg {
         let root = config::repo_root(&dir.canonicalize()?);
         if args.chart.is_none() {
-            let c = cfg.chart.as_deref().ok_or_else(|| anyhow!("lockstep.yaml names no `chart`"))?;
+            let c = cfg
+                .chart
+                .as_deref()
+                .ok_or_else(|| anyhow!("lockstep.yaml names no `chart`"))?;
             chart.path = config::inside(&root, &dir, &cfg.expand(c)?, "chart")?;
         }
         let mut values = Vec::new();
@@ -270,7 +291,10 @@ fn render_request(args: RenderArgs) -> Result<Request> {
         chart.values = values;
         let mut sets: Vec<String> = Vec::new();
         for (k, v) in &cfg.set {
-            sets.push(format!("{k}={}", cfg.expand(v)?));
+            sets.push(format!(
+                "{k}={}",
+                lockstep::source::escape_set_value(&cfg.expand(v)?)
+            ));
         }
         sets.append(&mut chart.set_string);
         chart.set_string = sets;
@@ -282,25 +306,40 @@ fn render_request(args: RenderArgs) -> Result<Request> {
 fn common_request(input: Input, c: Common, cfg: Option<&AppConfig>, dir: &Path) -> Result<Request> {
     let mut req = Request::new(input);
     req.release = c.release.or_else(|| cfg.and_then(|f| f.release.clone()));
-    req.namespace = c.namespace.or_else(|| cfg.and_then(|f| f.namespace.clone()));
+    req.namespace = c
+        .namespace
+        .or_else(|| cfg.and_then(|f| f.namespace.clone()));
     req.profile = c.profile.or_else(|| cfg.and_then(|f| f.profile.clone()));
     req.api_workload = match c.api_workload {
         Some(w) => Some(w),
         None => cfg
             .and_then(|f| f.api_workload.as_deref())
-            .map(|s| s.parse().map_err(|e: String| anyhow!("lockstep.yaml apiWorkload: {e}")))
+            .map(|s| {
+                s.parse()
+                    .map_err(|e: String| anyhow!("lockstep.yaml apiWorkload: {e}"))
+            })
             .transpose()?,
     };
-    req.phase = if c.phase != Phase::Presync { c.phase } else { cfg.and_then(|f| f.phase).unwrap_or(c.phase) };
+    req.phase = if c.phase != Phase::Presync {
+        c.phase
+    } else {
+        cfg.and_then(|f| f.phase).unwrap_or(c.phase)
+    };
     req.job_template = c.job_template;
-    req.gate_image = c.gate_image.or_else(|| cfg.and_then(|f| f.gate_image.clone()));
+    req.gate_image = c
+        .gate_image
+        .or_else(|| cfg.and_then(|f| f.gate_image.clone()));
     req.allow_downgrade = c.allow_downgrade;
     req.downgrade_revisions = parse_revisions(&c.downgrade_revision)?;
     let lock_path = c.lock.unwrap_or_else(|| dir.join(config::LOCK_FILE));
     let lock = Lock::load(&lock_path)?;
     req.from = c
         .from
-        .or_else(|| std::env::var("LOCKSTEP_FROM").ok().filter(|s| !s.is_empty()))
+        .or_else(|| {
+            std::env::var("LOCKSTEP_FROM")
+                .ok()
+                .filter(|s| !s.is_empty())
+        })
         .or_else(|| lock.as_ref().map(|l| l.deployed.version.clone()));
     req.from_image = c.from_image.or_else(|| lock.and_then(|l| l.deployed.image));
     Ok(req)
@@ -323,24 +362,44 @@ fn parse_revisions(items: &[String]) -> Result<BTreeMap<String, String>> {
 /// `lockstep bump --to V`: one legal step from the pinned version.
 fn bump(args: &BumpArgs, notes: &mut Vec<String>) -> Result<()> {
     let cfg = AppConfig::load(&args.config)?;
-    let current = cfg
-        .version
-        .clone()
-        .ok_or_else(|| anyhow!("{} sets no `version` to bump from; add `version: CURRENT`", args.config.display()))?;
+    let current = cfg.version.clone().ok_or_else(|| {
+        anyhow!(
+            "{} sets no `version` to bump from; add `version: CURRENT`",
+            args.config.display()
+        )
+    })?;
     let from = version(&current, "lockstep.yaml version")?;
     let to = version(&args.to, "--to")?;
-    let profile_name = cfg.profile.clone().ok_or_else(|| anyhow!("{} names no `profile`; bump needs the profile's catalog", args.config.display()))?;
+    let profile_name = cfg.profile.clone().ok_or_else(|| {
+        anyhow!(
+            "{} names no `profile`; bump needs the profile's catalog",
+            args.config.display()
+        )
+    })?;
     let p = profile::load(&profile_name)?;
     if to == from {
         bail!("{} is already pinned to {current}", args.config.display());
     }
     gate::admit(&p, &profile_name, Some(&from), &to, false).map_err(anyhow::Error::new)?;
-    let dir = args.config.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = args
+        .config
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let lock_path = dir.join(config::LOCK_FILE);
     let text = std::fs::read_to_string(&args.config)?;
     let new_text = config::set_version_line(&text, &args.to)?;
-    let image = Lock::load(&lock_path).ok().flatten().and_then(|l| l.deployed.image);
-    Lock { deployed: config::Deployed { version: current.clone(), image } }.write(&lock_path)?;
+    let image = Lock::load(&lock_path)
+        .ok()
+        .flatten()
+        .and_then(|l| l.deployed.image);
+    Lock {
+        deployed: config::Deployed {
+            version: current.clone(),
+            image,
+        },
+    }
+    .write(&lock_path)?;
     std::fs::write(&args.config, new_text)?;
     notes.push(format!(
         "pinned {} → {}; {} records {current} as deployed. Commit both files; the render now checks the step {current} → {}",

@@ -86,6 +86,10 @@ pub struct Database {
     /// prefixes, no migration Job belongs (e.g. SQLite on a volume).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub skip: Vec<SkipRule>,
+    /// Resources of a database the chart itself bundles: in the `sync` phase they
+    /// move to a wave before the Jobs, so a first install has a database to migrate.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub bundled: Vec<ResourceMatch>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -212,6 +216,17 @@ pub struct Releases {
     pub lines: Vec<Line>,
 }
 
+impl Releases {
+    /// The catalog's lines joined with `sep`, for messages.
+    pub fn joined(&self, sep: &str) -> String {
+        self.lines
+            .iter()
+            .map(|l| l.line.as_str())
+            .collect::<Vec<_>>()
+            .join(sep)
+    }
+}
+
 /// One release line and what the step into it (from the previous line) means.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -276,7 +291,9 @@ impl Profile {
         let profile: Profile = serde_yaml::from_str(text).with_context(|| {
             format!("{origin} is not a valid lockstep profile; `lockstep profiles show generic` prints a valid starting point")
         })?;
-        profile.check().with_context(|| format!("profile {origin}"))?;
+        profile
+            .check()
+            .with_context(|| format!("profile {origin}"))?;
         Ok(profile)
     }
 
@@ -404,12 +421,18 @@ mod tests {
 
     #[test]
     fn detect_by_chart_name_and_annotation() {
-        assert_eq!(detect("prefect-server", None).unwrap().0.name, "prefect-server");
+        assert_eq!(
+            detect("prefect-server", None).unwrap().0.name,
+            "prefect-server"
+        );
         assert_eq!(
             detect("anything", Some("generic")).unwrap().0.name,
             "generic"
         );
         let err = format!("{:#}", detect("nginx", None).unwrap_err());
-        assert!(err.contains("--profile") && err.contains("prefect-server"), "{err}");
+        assert!(
+            err.contains("--profile") && err.contains("prefect-server"),
+            "{err}"
+        );
     }
 }

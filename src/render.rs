@@ -17,7 +17,7 @@ pub fn helm_bin() -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os("HELM_BIN").filter(|b| !b.is_empty()) {
         let p = PathBuf::from(&bin);
         if p.components().count() > 1 {
-            if p.is_file() {
+            if is_executable(&p) {
                 return Ok(p);
             }
         } else if let Some(found) = which(&bin) {
@@ -37,7 +37,20 @@ fn which(name: &std::ffi::OsStr) -> Option<PathBuf> {
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)
         .map(|d| d.join(name))
-        .find(|p| p.is_file())
+        .find(|p| is_executable(p))
+}
+
+fn is_executable(p: &Path) -> bool {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        p.metadata()
+            .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    }
+    #[cfg(not(unix))]
+    {
+        p.is_file()
+    }
 }
 
 /// Everything `helm template` is told.
@@ -106,7 +119,33 @@ pub fn run(helm: &Path, args: &[OsString], what: &str) -> Result<String> {
             msg.trim()
         );
     }
-    String::from_utf8(out.stdout).with_context(|| format!("{what} printed output that is not UTF-8"))
+    String::from_utf8(out.stdout)
+        .with_context(|| format!("{what} printed output that is not UTF-8"))
+}
+
+/// Runs helm with `args` and returns what it printed and its exit status, whatever
+/// that is: for callers that must tell one failure from another (the Helm plugin reads
+/// `Error: release: not found` from `helm history` as a first install).
+pub fn output(helm: &Path, args: &[OsString], what: &str) -> Result<std::process::Output> {
+    Command::new(helm)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .with_context(|| format!("could not run {} for {what}", helm.display()))
+}
+
+/// Runs helm with `args` on the user's terminal (stdin, stdout and stderr inherited):
+/// helm's messages and progress reach the user unchanged; the caller passes the exit
+/// status on.
+pub fn run_inherited(
+    helm: &Path,
+    args: &[OsString],
+    what: &str,
+) -> Result<std::process::ExitStatus> {
+    Command::new(helm)
+        .args(args)
+        .status()
+        .with_context(|| format!("could not run {} for {what}", helm.display()))
 }
 
 pub fn template(helm: &Path, args: &TemplateArgs) -> Result<String> {

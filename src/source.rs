@@ -33,11 +33,16 @@ pub fn chart_meta(helm: &Path, chart: &Path) -> Result<ChartMeta> {
             format!("{} is not a chart directory: it has no readable Chart.yaml. Pass a chart directory or a packaged .tgz", chart.display())
         })?
     } else if chart.is_file() {
-        render::run(helm, &["show".into(), "chart".into(), chart.as_os_str().to_owned()], "helm show chart")?
+        render::run(
+            helm,
+            &["show".into(), "chart".into(), chart.as_os_str().to_owned()],
+            "helm show chart",
+        )?
     } else {
         bail!("chart {} does not exist: pass a chart directory or a packaged .tgz (default: the current directory)", chart.display());
     };
-    let meta: ChartMeta = serde_yaml::from_str(&text).with_context(|| format!("Chart.yaml of {} is not valid", chart.display()))?;
+    let meta: ChartMeta = serde_yaml::from_str(&text)
+        .with_context(|| format!("Chart.yaml of {} is not valid", chart.display()))?;
     if meta.name.is_empty() {
         bail!("Chart.yaml of {} has no name", chart.display());
     }
@@ -70,7 +75,12 @@ pub fn meta_from_workload(api: &ApiWorkload) -> Option<ChartMeta> {
 
 /// The user's values as helm would merge them: chart defaults (for a chart
 /// directory), each `-f` file in order, then `--set` and `--set-string`.
-pub fn merged_values(chart: Option<&Path>, files: &[std::path::PathBuf], set: &[String], set_string: &[String]) -> Result<Value> {
+pub fn merged_values(
+    chart: Option<&Path>,
+    files: &[std::path::PathBuf],
+    set: &[String],
+    set_string: &[String],
+) -> Result<Value> {
     let mut merged = Value::Mapping(Mapping::new());
     if let Some(defaults) = chart.map(|c| c.join("values.yaml")).filter(|p| p.is_file()) {
         merge(&mut merged, read_values(&defaults)?);
@@ -81,7 +91,11 @@ pub fn merged_values(chart: Option<&Path>, files: &[std::path::PathBuf], set: &[
     for (items, typed) in [(set, true), (set_string, false)] {
         for item in items {
             for (path, value) in parse_set(item)? {
-                let v = if typed { typed_scalar(&value) } else { Value::String(value) };
+                let v = if typed {
+                    typed_scalar(&value)
+                } else {
+                    Value::String(value)
+                };
                 set_path(&mut merged, &path, v);
             }
         }
@@ -90,9 +104,15 @@ pub fn merged_values(chart: Option<&Path>, files: &[std::path::PathBuf], set: &[
 }
 
 fn read_values(path: &Path) -> Result<Value> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read values file {}", path.display()))?;
-    let v: Value = serde_yaml::from_str(&text).with_context(|| format!("values file {} is not valid YAML", path.display()))?;
-    Ok(if v.is_null() { Value::Mapping(Mapping::new()) } else { v })
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read values file {}", path.display()))?;
+    let v: Value = serde_yaml::from_str(&text)
+        .with_context(|| format!("values file {} is not valid YAML", path.display()))?;
+    Ok(if v.is_null() {
+        Value::Mapping(Mapping::new())
+    } else {
+        v
+    })
 }
 
 /// Helm's merge: maps merge key by key, anything else replaces.
@@ -112,17 +132,26 @@ pub fn merge(base: &mut Value, over: Value) {
     }
 }
 
+/// A value for `--set KEY=VALUE` that stays one value: helm splits on commas.
+pub fn escape_set_value(v: &str) -> String {
+    v.replace('\\', "\\\\").replace(',', "\\,")
+}
+
 /// `a.b=c,d=e` → [([a, b], c), ([d], e)], with helm's `\,` and `\.` escapes.
 pub fn parse_set(item: &str) -> Result<Vec<(Vec<String>, String)>> {
     let mut out = Vec::new();
     for part in split_unescaped(item, ',') {
         let Some(eq) = part.find('=') else {
-            bail!("--set {item:?}: {part:?} is not KEY=VALUE");
+            // Never echo the item: its value may be a secret, and stderr reaches the Argo CD UI.
+            bail!("a --set item is not KEY=VALUE (its text is not shown: it may hold a secret)");
         };
         let (k, v) = (&part[..eq], &part[eq + 1..]);
-        let path: Vec<String> = split_unescaped(k, '.').into_iter().map(|s| s.replace("\\.", ".")).collect();
+        let path: Vec<String> = split_unescaped(k, '.')
+            .into_iter()
+            .map(|s| s.replace("\\.", "."))
+            .collect();
         if path.iter().any(String::is_empty) {
-            bail!("--set {item:?}: {k:?} is not a valid key path");
+            bail!("--set key {k:?} is not a valid key path (an empty segment?)");
         }
         out.push((path, v.replace("\\,", ",")));
     }
@@ -148,7 +177,10 @@ fn typed_scalar(s: &str) -> Value {
         "true" => Value::Bool(true),
         "false" => Value::Bool(false),
         "null" => Value::Null,
-        _ => s.parse::<i64>().map(Value::from).unwrap_or_else(|_| Value::String(s.to_owned())),
+        _ => s
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or_else(|_| Value::String(s.to_owned())),
     }
 }
 
@@ -167,7 +199,9 @@ fn set_path(root: &mut Value, path: &[String], value: Value) {
     if !cur.is_mapping() {
         *cur = Value::Mapping(Mapping::new());
     }
-    cur.as_mapping_mut().expect("made a mapping").insert(path[path.len() - 1].as_str().into(), value);
+    cur.as_mapping_mut()
+        .expect("made a mapping")
+        .insert(path[path.len() - 1].as_str().into(), value);
 }
 
 #[cfg(test)]
@@ -176,8 +210,14 @@ mod tests {
 
     #[test]
     fn chart_labels() {
-        assert_eq!(split_chart_label("prefect-server-2026.8.18172642"), Some(("prefect-server", "2026.8.18172642")));
-        assert_eq!(split_chart_label("a-b-1.2.0-rc.1"), Some(("a-b", "1.2.0-rc.1")));
+        assert_eq!(
+            split_chart_label("prefect-server-2026.8.18172642"),
+            Some(("prefect-server", "2026.8.18172642"))
+        );
+        assert_eq!(
+            split_chart_label("a-b-1.2.0-rc.1"),
+            Some(("a-b", "1.2.0-rc.1"))
+        );
         assert_eq!(split_chart_label("nover"), None);
     }
 

@@ -166,8 +166,7 @@ fn split_yaml(src: &str) -> Vec<(&str, &str, usize)> {
 }
 
 fn is_marker(line: &[u8], marker: &[u8]) -> bool {
-    line.starts_with(marker)
-        && matches!(line.get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'))
+    line.starts_with(marker) && matches!(line.get(3), None | Some(b' ' | b'\t' | b'\r' | b'\n'))
 }
 
 /// A stream of JSON objects (`kubectl -o json`, concatenated). Returns None when
@@ -183,13 +182,17 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
             None => break,
             // Not JSON after all (a YAML flow mapping): split it as YAML.
             Some(Err(_)) if docs.is_empty() => return Ok(None),
-            Some(Err(e)) => bail!("malformed JSON in the manifest stream: {e}. Each object must be complete JSON"),
+            Some(Err(e)) => bail!(
+                "malformed JSON in the manifest stream: {e}. Each object must be complete JSON"
+            ),
             Some(Ok(v)) => {
                 let raw = &src[prev..end];
                 let line = src[..prev].matches('\n').count() + 1;
                 let value: Value = serde_yaml::to_value(&v)?;
                 let mut doc = Doc::new(Cow::Borrowed(raw), Cow::Borrowed(raw.trim()), line);
-                doc.head = Some(head_of_value(&value).with_context(|| format!("JSON object at line {line}"))?);
+                doc.head = Some(
+                    head_of_value(&value).with_context(|| format!("JSON object at line {line}"))?,
+                );
                 let _ = doc.parsed.set(value);
                 if doc.head.as_ref().is_some_and(is_list) {
                     expand_list(doc, &mut docs)?;
@@ -247,8 +250,8 @@ fn expand_list<'a>(doc: Doc<'a>, out: &mut Vec<Doc<'a>>) -> Result<()> {
         return Ok(());
     }
     for (n, item) in items.iter().enumerate() {
-        let head = head_of_value(item)
-            .with_context(|| format!("item {n} of {}", doc.describe()))?;
+        let head =
+            head_of_value(item).with_context(|| format!("item {n} of {}", doc.describe()))?;
         let body = serde_yaml::to_string(item)?;
         let mut d = Doc::new(
             Cow::Owned(format!("---\n{body}")),
@@ -265,7 +268,10 @@ fn expand_list<'a>(doc: Doc<'a>, out: &mut Vec<Doc<'a>>) -> Result<()> {
 /// The head of a parsed document.
 pub fn head_of_value(value: &Value) -> Result<Head> {
     let map = value.as_mapping().ok_or_else(|| {
-        anyhow!("a document must be a mapping (a Kubernetes object), not {}", kind_of(value))
+        anyhow!(
+            "a document must be a mapping (a Kubernetes object), not {}",
+            kind_of(value)
+        )
     })?;
     let text = |m: &Mapping, k: &str| -> Option<String> {
         m.get(k).and_then(Value::as_str).map(str::to_owned)
@@ -338,7 +344,9 @@ fn scan_head(body: &str) -> Scan {
                 if trimmed.is_empty() || trimmed.starts_with('#') {
                     continue;
                 }
-                if trimmed.starts_with('\t') {
+                // A tab in the indentation, or content before any top-level key
+                // (an indented document): the parser decides.
+                if trimmed.starts_with('\t') || !any {
                     return Scan::Complex;
                 }
                 if in_meta {
@@ -429,13 +437,17 @@ fn split_key(line: &str) -> Option<(&str, &str)> {
     if !(rest.is_empty() || rest.starts_with(' ')) {
         return None;
     }
-    Some((key, rest.trim()))
+    Some((key, rest.trim_matches([' ', '\t'])))
 }
 
 /// A scalar the scan can read without a parser: plain or simply quoted.
 fn plain_scalar(value: &str) -> Option<&str> {
-    let v = match value.find(" #") {
-        Some(i) => value[..i].trim_end(),
+    // A comment starts at a `#` after a space or a tab.
+    let v = match value
+        .match_indices('#')
+        .find(|&(i, _)| i > 0 && matches!(value.as_bytes()[i - 1], b' ' | b'\t'))
+    {
+        Some((i, _)) => value[..i].trim_end_matches([' ', '\t']),
         None => value,
     };
     if let Some(inner) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
@@ -448,6 +460,12 @@ fn plain_scalar(value: &str) -> Option<&str> {
         || v.starts_with([
             '&', '*', '!', '|', '>', '{', '[', '%', '@', '`', '"', '\'', '#', '?', ',',
         ])
+    {
+        return None;
+    }
+    // Plain scalars YAML reads as null, a boolean or a number are not strings.
+    if v.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | '~'))
+        || ["null", "true", "false"].contains(&v.to_ascii_lowercase().as_str())
     {
         return None;
     }
@@ -475,7 +493,10 @@ mod tests {
         assert_eq!(joined, src);
         assert_eq!(
             heads(src),
-            vec![("ConfigMap".into(), "a".into()), ("Secret".into(), "b".into())]
+            vec![
+                ("ConfigMap".into(), "a".into()),
+                ("Secret".into(), "b".into())
+            ]
         );
     }
 
@@ -483,7 +504,10 @@ mod tests {
     fn fast_scan_agrees_with_the_parser() {
         let src = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  namespace: 'ns'\n  name: web # c\nspec: {}\n";
         match scan_head(src) {
-            Scan::Simple(h) => assert_eq!(h, head_of_value(&serde_yaml::from_str(src).unwrap()).unwrap()),
+            Scan::Simple(h) => assert_eq!(
+                h,
+                head_of_value(&serde_yaml::from_str(src).unwrap()).unwrap()
+            ),
             _ => panic!("expected the fast path"),
         }
     }
@@ -513,7 +537,13 @@ mod tests {
         let src = "{\"apiVersion\":\"v1\",\"kind\":\"ConfigMap\",\"metadata\":{\"name\":\"a\"}}\n{\"apiVersion\":\"v1\",\"kind\":\"List\",\"items\":[{\"apiVersion\":\"v1\",\"kind\":\"Secret\",\"metadata\":{\"name\":\"s\"}}]}";
         let s = split(src).unwrap();
         assert!(s.json);
-        assert_eq!(heads(src), vec![("ConfigMap".into(), "a".into()), ("Secret".into(), "s".into())]);
+        assert_eq!(
+            heads(src),
+            vec![
+                ("ConfigMap".into(), "a".into()),
+                ("Secret".into(), "s".into())
+            ]
+        );
     }
 
     #[test]

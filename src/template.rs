@@ -44,7 +44,11 @@ impl Templates {
     }
 
     /// Renders template `name` and checks the result as a `T`.
-    pub fn render<T: Serialize + DeserializeOwned>(&self, name: &str, ctx: &serde_json::Value) -> Result<T> {
+    pub fn render<T: Serialize + DeserializeOwned>(
+        &self,
+        name: &str,
+        ctx: &serde_json::Value,
+    ) -> Result<T> {
         let text = self
             .hb
             .render(name, ctx)
@@ -52,8 +56,9 @@ impl Templates {
         let mut value: Value = serde_yaml::from_str(&text)
             .with_context(|| format!("the {name} template did not produce valid YAML"))?;
         strip_nulls(&mut value);
-        let typed: T = serde_yaml::from_value(value.clone())
-            .with_context(|| format!("the {name} template did not produce a valid Kubernetes object"))?;
+        let typed: T = serde_yaml::from_value(value.clone()).with_context(|| {
+            format!("the {name} template did not produce a valid Kubernetes object")
+        })?;
         let back = serde_yaml::to_value(&typed)?;
         let mut dropped = Vec::new();
         unknown_fields(&value, &back, String::new(), &mut dropped);
@@ -86,8 +91,15 @@ fn unknown_fields(orig: &Value, typed: &Value, at: String, out: &mut Vec<String>
     match (orig, typed) {
         (Value::Mapping(a), Value::Mapping(b)) => {
             for (k, v) in a {
-                let key = k.as_str().map(str::to_owned).unwrap_or_else(|| format!("{k:?}"));
-                let path = if at.is_empty() { key } else { format!("{at}.{key}") };
+                let key = k
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| format!("{k:?}"));
+                let path = if at.is_empty() {
+                    key
+                } else {
+                    format!("{at}.{key}")
+                };
                 match b.get(k) {
                     Some(w) => unknown_fields(v, w, path, out),
                     // An empty map or list may be omitted by the type: not a loss.
@@ -115,7 +127,10 @@ fn is_empty(v: &Value) -> bool {
 
 /// A YAML document's text for a typed object, with a `# Source:` line.
 pub fn document<T: Serialize>(source: &str, obj: &T) -> Result<String> {
-    Ok(format!("---\n# Source: {source}\n{}", serde_yaml::to_string(obj)?))
+    Ok(format!(
+        "---\n# Source: {source}\n{}",
+        serde_yaml::to_string(obj)?
+    ))
 }
 
 #[cfg(test)]
@@ -139,7 +154,11 @@ mod tests {
     #[test]
     fn unknown_template_fields_are_errors() {
         let t = Templates::new(Some(("t.hbs", "apiVersion: batch/v1\nkind: Job\nmetadata: {name: a}\nspec:\n  backofLimit: 1\n  template: {spec: {containers: []}}\n".into()))).unwrap();
-        let err = format!("{:#}", t.render::<k8s_openapi::api::batch::v1::Job>("job", &serde_json::json!({})).unwrap_err());
+        let err = format!(
+            "{:#}",
+            t.render::<k8s_openapi::api::batch::v1::Job>("job", &serde_json::json!({}))
+                .unwrap_err()
+        );
         assert!(err.contains("spec.backofLimit"), "{err}");
     }
 }

@@ -16,8 +16,9 @@ fail() {
   exit 1
 }
 
-# major.minor.patch of a version (suffixes after the numbers are ignored);
-# sets v_major v_minor v_patch, or fails when it is not a version.
+# major.minor.patch of a version (a -pre-release or +build suffix is ignored);
+# sets v_major v_minor v_patch, or fails when it is not a version. A number of more
+# than 18 digits is refused: the shell's comparisons could not tell its order.
 split_version() {
   case $1 in
     [0-9]*.[0-9]*) ;;
@@ -29,12 +30,16 @@ split_version() {
   rest=${rest#"$v_minor"}
   v_patch=0
   case $rest in
-    .[0-9]*) rest=${rest#.}; v_patch=${rest%%[!0-9]*} ;;
+    .[0-9]*) rest=${rest#.}; v_patch=${rest%%[!0-9]*}; rest=${rest#"$v_patch"} ;;
+  esac
+  case $rest in
+    ''|-?*|+?*) ;;
+    *) return 1 ;;
   esac
   case $v_major$v_minor$v_patch in
     *[!0-9]*|'') return 1 ;;
   esac
-  return 0
+  [ ${#v_major} -le 18 ] && [ ${#v_minor} -le 18 ] && [ ${#v_patch} -le 18 ]
 }
 
 if [ ! -f "$state_dir/release" ]; then
@@ -43,6 +48,8 @@ if [ ! -f "$state_dir/release" ]; then
 fi
 live=
 IFS= read -r live < "$state_dir/release" || :
+[ ${#live} -le 128 ] ||
+  fail "the record $LOCKSTEP_RECORD holds a value of ${#live} characters, not a release version; refusing to migrate. Check the ConfigMap, or delete it if this is a fresh database."
 case $live in
   ''|*[!0-9A-Za-z.+_-]*)
     fail "the record $LOCKSTEP_RECORD does not hold a release version; refusing to migrate. Check the ConfigMap, or delete it if this is a fresh database." ;;

@@ -4,9 +4,9 @@
 //! skips could never fail.
 #![allow(dead_code)]
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::io::Write;
 
 pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -15,7 +15,10 @@ pub fn repo() -> PathBuf {
 /// `../shared` beside the repository (fixtures, seeds, reference).
 pub fn shared() -> PathBuf {
     let p = repo().join("../shared");
-    assert!(p.is_dir(), "../shared is missing beside the repository: tests read fixtures from it");
+    assert!(
+        p.is_dir(),
+        "../shared is missing beside the repository: tests read fixtures from it"
+    );
     p
 }
 
@@ -26,7 +29,11 @@ pub fn fixture(name: &str) -> PathBuf {
 /// A tool from `.tools/bin` (helm, helm3, helm4, kubectl, kubernetes-validate).
 pub fn tool(name: &str) -> PathBuf {
     let p = repo().join(".tools/bin").join(name);
-    assert!(p.exists(), "{} is missing: run `bash scripts/install-tools.sh` (scripts/test.sh does)", p.display());
+    assert!(
+        p.exists(),
+        "{} is missing: run `bash scripts/install-tools.sh` (scripts/test.sh does)",
+        p.display()
+    );
     p
 }
 
@@ -43,7 +50,9 @@ pub fn lockstep() -> Command {
 
 /// A per-process scratch directory under target/.
 pub fn scratch(name: &str) -> PathBuf {
-    let p = repo().join("target/test-scratch").join(format!("{}-{name}", std::process::id()));
+    let p = repo()
+        .join("target/test-scratch")
+        .join(format!("{}-{name}", std::process::id()));
     std::fs::create_dir_all(&p).unwrap();
     p
 }
@@ -76,14 +85,28 @@ pub fn stderr(o: &Output) -> String {
 
 /// Asserts success and returns stdout.
 pub fn ok(o: &Output) -> String {
-    assert!(o.status.success(), "expected success, got {:?}\nstderr:\n{}", o.status, stderr(o));
+    assert!(
+        o.status.success(),
+        "expected success, got {:?}\nstderr:\n{}",
+        o.status,
+        stderr(o)
+    );
     stdout(o)
 }
 
 /// Asserts the failure contract: the exit code, empty stdout, a message on stderr.
 pub fn fails(o: &Output, code: i32) -> String {
-    assert_eq!(o.status.code(), Some(code), "exit code; stderr:\n{}", stderr(o));
-    assert!(o.stdout.is_empty(), "stdout must be empty on failure, got:\n{}", stdout(o));
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "exit code; stderr:\n{}",
+        stderr(o)
+    );
+    assert!(
+        o.stdout.is_empty(),
+        "stdout must be empty on failure, got:\n{}",
+        stdout(o)
+    );
     let e = stderr(o);
     assert!(e.contains("error"), "stderr names the error: {e}");
     e
@@ -113,6 +136,11 @@ pub fn docs(stream: &str) -> Vec<serde_yaml::Value> {
         .collect()
 }
 
-pub fn find<'a>(docs: &'a [serde_yaml::Value], kind: &str, name: &str) -> Option<&'a serde_yaml::Value> {
-    docs.iter().find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+pub fn find<'a>(
+    docs: &'a [serde_yaml::Value],
+    kind: &str,
+    name: &str,
+) -> Option<&'a serde_yaml::Value> {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
 }

@@ -3,7 +3,7 @@
 
 Same command line and behaviour as fake_kube.py (read-only: every write answers 405, and
 every request is logged to stderr). It also announces core/v1 serviceaccounts, configmaps
-and services, apps/v1 and batch/v1 in discovery, so Helm 3's `install --dry-run=client`
+and services, apps/v1, batch/v1, autoscaling/v2 and networking.k8s.io/v1 in discovery, so Helm 3's `install --dry-run=client`
 (which maps every rendered object through discovery, then GETs it to look for conflicts:
 404 here) gets as far as printing the release. Pass --disable-openapi-validation to helm:
 /openapi/v2 is not served.
@@ -31,6 +31,8 @@ fake_kube.API_V1_RESOURCES["resources"] += [
 GROUPS = {
     "apps": {"v1": [res("deployments", "Deployment"), res("statefulsets", "StatefulSet")]},
     "batch": {"v1": [res("jobs", "Job")]},
+    "autoscaling": {"v2": [res("horizontalpodautoscalers", "HorizontalPodAutoscaler")]},
+    "networking.k8s.io": {"v1": [res("ingresses", "Ingress")]},
 }
 
 _base_get = fake_kube.Handler.do_GET
@@ -39,8 +41,10 @@ _base_get = fake_kube.Handler.do_GET
 def do_get(self):
     path = self.path.split("?", 1)[0].rstrip("/")
     if path == "/apis":
-        groups = [{"name": g, "versions": [{"groupVersion": "%s/v1" % g, "version": "v1"}],
-                   "preferredVersion": {"groupVersion": "%s/v1" % g, "version": "v1"}} for g in GROUPS]
+        groups = []
+        for g, versions in GROUPS.items():
+            vs = [{"groupVersion": "%s/%s" % (g, v), "version": v} for v in versions]
+            groups.append({"name": g, "versions": vs, "preferredVersion": vs[0]})
         return self.send_json(200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
     m = re.match(r"^/apis/([^/]+)/([^/]+)$", path)
     if m and m.group(1) in GROUPS and m.group(2) in GROUPS[m.group(1)]:
