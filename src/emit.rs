@@ -27,7 +27,7 @@ pub fn write(stream: &Stream, injection: &Injection, out: &mut impl Write) -> Re
                     }
                     writeln!(out, "{line}")?;
                 }
-                out.write_all(serde_yaml::to_string(value)?.as_bytes())?;
+                out.write_all(crate::yaml::to_string(value).as_bytes())?;
                 ends_with_newline = true;
             }
             None if stream.json => {

@@ -1076,7 +1076,7 @@ pub fn write_chart(dir: &Path, chart_yaml: &str, stream: &str) -> Result<PathBuf
     let (crds, manifests) = split_crds(stream)?;
     std::fs::create_dir_all(root.join("templates"))?;
     std::fs::create_dir_all(root.join("lockstep"))?;
-    std::fs::write(root.join("Chart.yaml"), serde_yaml::to_string(&meta)?)?;
+    std::fs::write(root.join("Chart.yaml"), crate::yaml::to_string_of(&meta)?)?;
     std::fs::write(root.join("templates/lockstep.yaml"), TEMPLATE)?;
     std::fs::write(root.join("lockstep/manifests.yaml"), manifests)?;
     if !crds.is_empty() {

@@ -31,6 +31,7 @@ pub mod source;
 pub mod stream;
 pub mod template;
 pub mod values;
+pub mod yaml;
 
 use anyhow::{anyhow, bail, Context, Result};
 use gate::{Admission, Refusal};
@@ -127,19 +128,20 @@ pub struct Analysis<'a> {
     pub values: Option<serde_yaml::Value>,
 }
 
-/// The text to work on: helm's render of the chart, or the given stream.
-pub struct Rendered {
-    pub text: String,
+/// The text to work on: helm's render of the chart, or the given stream
+/// (borrowed from the request, not copied).
+pub struct Rendered<'r> {
+    pub text: std::borrow::Cow<'r, str>,
     pub chart: Option<ChartMeta>,
     pub profile: Option<Profile>,
     pub values: Option<serde_yaml::Value>,
 }
 
 /// Runs the source and render stages.
-pub fn obtain(req: &Request, notes: &mut Vec<String>) -> Result<Rendered> {
+pub fn obtain<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Rendered<'r>> {
     match &req.input {
         Input::Stream(text) => Ok(Rendered {
-            text: text.clone(),
+            text: std::borrow::Cow::Borrowed(text),
             chart: None,
             profile: req.profile.as_deref().map(profile::load).transpose()?,
             values: None,
@@ -181,7 +183,7 @@ pub fn obtain(req: &Request, notes: &mut Vec<String>) -> Result<Rendered> {
             };
             let text = render::template(&helm, &args)?;
             Ok(Rendered {
-                text,
+                text: text.into(),
                 chart: Some(meta),
                 profile: Some(profile),
                 values: Some(values),
@@ -226,7 +228,7 @@ fn release_name(req: &Request, meta: Option<&ChartMeta>) -> Result<String> {
 /// Runs stream, locate and gate over a rendered text.
 pub fn analyze<'a>(
     req: &Request,
-    rendered: &'a Rendered,
+    rendered: &'a Rendered<'_>,
     notes: &mut Vec<String>,
 ) -> Result<Analysis<'a>> {
     let stream = stream::split(&rendered.text)?;

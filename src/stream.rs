@@ -252,7 +252,7 @@ fn expand_list<'a>(doc: Doc<'a>, out: &mut Vec<Doc<'a>>) -> Result<()> {
     for (n, item) in items.iter().enumerate() {
         let head =
             head_of_value(item).with_context(|| format!("item {n} of {}", doc.describe()))?;
-        let body = serde_yaml::to_string(item)?;
+        let body = crate::yaml::to_string(item);
         let mut d = Doc::new(
             Cow::Owned(format!("---\n{body}")),
             Cow::Owned(body),
@@ -321,6 +321,10 @@ fn scan_head(body: &str) -> Scan {
     let mut in_meta = false;
     let mut meta_indent = None;
     let mut any = false;
+    // Indentation of the line that opened a block scalar (`key: |`): deeper lines are its text.
+    let mut block: Option<usize> = None;
+    // Indentation of the head field just read: a deeper line continues its scalar.
+    let mut head_field: Option<usize> = None;
     for (i, line) in body.split('\n').enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
         if i == 0 {
@@ -336,6 +340,32 @@ fn scan_head(body: &str) -> Scan {
         let Some(&first) = line.as_bytes().first() else {
             continue;
         };
+        let content = line.trim_start_matches(' ');
+        if content.is_empty() || content.starts_with('#') {
+            continue;
+        }
+        let indent = line.len() - content.len();
+        if let Some(b) = block {
+            if indent > b {
+                continue;
+            }
+            block = None;
+        }
+        if head_field.take().is_some_and(|h| indent > h) {
+            return Scan::Complex;
+        }
+        // A quoted scalar or flow collection left open spans lines that could
+        // look like keys: only the parser knows.
+        if content
+            .bytes()
+            .any(|b| matches!(b, b'"' | b'\'' | b'[' | b'{' | b'|' | b'>'))
+        {
+            match line_end(content) {
+                LineEnd::Open => return Scan::Complex,
+                LineEnd::Block => block = Some(indent),
+                LineEnd::Closed => {}
+            }
+        }
         match first {
             b'#' => continue,
             b'\t' => return Scan::Complex,
@@ -350,7 +380,6 @@ fn scan_head(body: &str) -> Scan {
                     return Scan::Complex;
                 }
                 if in_meta {
-                    let indent = line.len() - trimmed.len();
                     let mi = *meta_indent.get_or_insert(indent);
                     if indent < mi {
                         return Scan::Complex;
@@ -371,6 +400,7 @@ fn scan_head(body: &str) -> Scan {
                             Some(v) => *slot = Some(v),
                             None => return Scan::Complex,
                         }
+                        head_field = Some(indent);
                     }
                 }
             }
@@ -405,6 +435,7 @@ fn scan_head(body: &str) -> Scan {
                     Some(v) if !v.is_empty() => *slot = Some(v),
                     _ => return Scan::Complex,
                 }
+                head_field = Some(0);
             }
         }
     }
@@ -420,6 +451,147 @@ fn scan_head(body: &str) -> Scan {
         }),
         _ => Scan::Complex,
     }
+}
+
+enum LineEnd {
+    /// Every quoted scalar and flow collection the line opens, it closes.
+    Closed,
+    /// One stays open, or the line is too unusual to tell.
+    Open,
+    /// The line's value is a block scalar header (`|`, `>-`, ...).
+    Block,
+}
+
+/// How a line's content (after its indentation) ends, for the line scan.
+fn line_end(content: &str) -> LineEnd {
+    let mut s = content;
+    // Sequence entries and explicit keys and values: `- `, `? `, `: `.
+    while let Some(rest) = s
+        .strip_prefix(['-', '?', ':'])
+        .filter(|r| r.is_empty() || r.starts_with([' ', '\t']))
+    {
+        s = rest.trim_start_matches([' ', '\t']);
+    }
+    // The key, if any: the value follows it.
+    let mut value = s;
+    if s.starts_with(['"', '\'']) {
+        let Some(end) = quoted_end(s) else {
+            return LineEnd::Open;
+        };
+        let after = s[end..].trim_start_matches([' ', '\t']);
+        match after.strip_prefix(':') {
+            Some(v) if v.is_empty() || v.starts_with([' ', '\t']) => value = v,
+            _ => {
+                return if blank(after) {
+                    LineEnd::Closed
+                } else {
+                    LineEnd::Open
+                }
+            }
+        }
+    } else if !s.starts_with(['[', '{']) {
+        let b = s.as_bytes();
+        match (0..b.len())
+            .find(|&i| b[i] == b':' && matches!(b.get(i + 1), None | Some(b' ' | b'\t')))
+        {
+            Some(i) => value = &s[i + 1..],
+            None => return LineEnd::Closed,
+        }
+    }
+    let mut v = value.trim_start_matches([' ', '\t']);
+    // Anchors and tags before the value.
+    while v.starts_with(['&', '!']) {
+        v = v
+            .find([' ', '\t'])
+            .map_or("", |i| v[i..].trim_start_matches([' ', '\t']));
+    }
+    match v.as_bytes().first() {
+        Some(b'"' | b'\'') => match quoted_end(v) {
+            Some(end) if blank(&v[end..]) => LineEnd::Closed,
+            _ => LineEnd::Open,
+        },
+        Some(b'[' | b'{') => {
+            if flow_closes(v) {
+                LineEnd::Closed
+            } else {
+                LineEnd::Open
+            }
+        }
+        Some(b'|' | b'>') => LineEnd::Block,
+        _ => LineEnd::Closed,
+    }
+}
+
+/// Nothing but spaces and a comment.
+fn blank(rest: &str) -> bool {
+    let r = rest.trim_start_matches([' ', '\t']);
+    r.is_empty() || r.starts_with('#')
+}
+
+/// The byte after the closing quote of the quoted scalar `s` starts with.
+fn quoted_end(s: &str) -> Option<usize> {
+    let b = s.as_bytes();
+    let q = b[0];
+    let mut i = 1;
+    while i < b.len() {
+        match b[i] {
+            b'\\' if q == b'"' => i += 2,
+            c if c == q => {
+                if q == b'\'' && b.get(i + 1) == Some(&b'\'') {
+                    i += 2;
+                } else {
+                    return Some(i + 1);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Whether the flow collection `s` starts with closes on this line, followed by
+/// nothing but a comment.
+fn flow_closes(s: &str) -> bool {
+    let b = s.as_bytes();
+    let mut depth = 0usize;
+    let mut token_start = true;
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'[' | b'{' => {
+                depth += 1;
+                token_start = true;
+            }
+            b']' | b'}' => {
+                let Some(d) = depth.checked_sub(1) else {
+                    return false;
+                };
+                depth = d;
+                token_start = false;
+                if depth == 0 {
+                    return blank(&s[i + 1..]);
+                }
+            }
+            b',' => token_start = true,
+            b':' if matches!(b.get(i + 1), Some(b' ' | b'\t')) => token_start = true,
+            b' ' | b'\t' => {
+                if b.get(i + 1) == Some(&b'#') {
+                    return false;
+                }
+            }
+            b'"' | b'\'' if token_start => match quoted_end(&s[i..]) {
+                Some(end) => {
+                    i += end;
+                    token_start = false;
+                    continue;
+                }
+                None => return false,
+            },
+            _ => token_start = false,
+        }
+        i += 1;
+    }
+    false
 }
 
 /// `key: rest` with a plain key; None for anything else.

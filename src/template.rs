@@ -129,7 +129,7 @@ fn is_empty(v: &Value) -> bool {
 pub fn document<T: Serialize>(source: &str, obj: &T) -> Result<String> {
     Ok(format!(
         "---\n# Source: {source}\n{}",
-        serde_yaml::to_string(obj)?
+        crate::yaml::to_string_of(obj)?
     ))
 }
 

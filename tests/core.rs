@@ -1254,12 +1254,32 @@ fn sync_phase_moves_dependencies_and_presync_warns() {
         }
         assert_eq!(&stripped, before, "{kind}/{name}: only the wave is added");
     }
-    // The password Secret the Job does not need stays where it was.
-    assert!(
-        find(&d, "Secret", "prefect-server-postgresql").unwrap()["metadata"]["annotations"]
-            ["argocd.argoproj.io/sync-wave"]
-            .is_null()
-    );
+    // The bundled database (profile database.bundled) comes up before the Jobs too:
+    // on a first install the migration needs a running database to migrate.
+    for (kind, name) in [
+        ("StatefulSet", "prefect-server-postgresql"),
+        ("Secret", "prefect-server-postgresql"),
+        ("Service", "prefect-server-postgresql"),
+    ] {
+        let doc = find(&d, kind, name).unwrap_or_else(|| panic!("{kind}/{name} kept"));
+        assert!(
+            wave(doc) < first_job,
+            "{kind}/{name} at wave {} must come before the Jobs ({first_job})",
+            wave(doc)
+        );
+    }
+    // What neither the Job nor the database needs stays where it was.
+    for (kind, name) in [
+        ("Service", "prefect-server"),
+        ("Deployment", "prefect-server"),
+    ] {
+        assert!(
+            find(&d, kind, name).unwrap()["metadata"]["annotations"]
+                ["argocd.argoproj.io/sync-wave"]
+                .is_null(),
+            "{kind}/{name} must keep its wave"
+        );
+    }
     assert!(
         stderr(&outs[0]).contains("sync phase"),
         "{}",
