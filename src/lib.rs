@@ -256,7 +256,8 @@ pub fn analyze<'a>(
                     .release
                     .clone()
                     .or_else(|| api.labels.get("app.kubernetes.io/instance").cloned()),
-                ..req.clone()
+                // Only the name is read: no copy of the input stream.
+                ..Request::new(Input::Stream(String::new()))
             },
             Some(&chart),
         )?,
