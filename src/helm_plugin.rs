@@ -28,7 +28,6 @@ use crate::{exit, gate, render, source, stream, ChartInput, Input, Request};
 use anyhow::{anyhow, bail, Context, Result};
 use semver::Version;
 use serde::Deserialize;
-use std::collections::BTreeMap;
 use std::ffi::OsString;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -918,26 +917,9 @@ fn request(
         .clone()
         .or_else(|| deployed.and_then(|d| d.image));
     req.allow_downgrade = inv.allow_downgrade;
-    req.downgrade_revisions = parse_revisions(&inv.downgrade_revisions)?;
+    req.downgrade_revisions = crate::parse_downgrade_revisions(&inv.downgrade_revisions)?;
     req.gate_image = inv.gate_image.clone();
     Ok(req)
-}
-
-fn parse_revisions(items: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for item in items {
-        let Some((db, rev)) = item.split_once('=') else {
-            bail!("--downgrade-revision {item:?} is not DB=REVISION (e.g. orion=2a2090e47993)");
-        };
-        if db.is_empty()
-            || rev.is_empty()
-            || !rev.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            bail!("--downgrade-revision {item:?}: a revision is an alembic id like 2a2090e47993");
-        }
-        out.insert(db.to_owned(), rev.to_owned());
-    }
-    Ok(out)
 }
 
 /// `helm lockstep plan`: the stops from the deployed release to the chart's.

@@ -116,6 +116,24 @@ impl Request {
     }
 }
 
+/// `--downgrade-revision DB=REVISION` items, as every front-end takes them.
+pub fn parse_downgrade_revisions(items: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let Some((db, rev)) = item.split_once('=') else {
+            bail!("--downgrade-revision {item:?} is not DB=REVISION (e.g. orion=2a2090e47993)");
+        };
+        if db.is_empty()
+            || rev.is_empty()
+            || !rev.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            bail!("--downgrade-revision {item:?}: a revision is an alembic id like 2a2090e47993");
+        }
+        out.insert(db.to_owned(), rev.to_owned());
+    }
+    Ok(out)
+}
+
 /// What the stages found, before anything is injected.
 pub struct Analysis<'a> {
     pub stream: stream::Stream<'a>,

@@ -7,7 +7,6 @@ use lockstep::config::{self, AppConfig, Lock};
 use lockstep::inject::Phase;
 use lockstep::locate::WorkloadRef;
 use lockstep::{exit, gate, profile, ChartInput, Input, Request};
-use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -336,7 +335,7 @@ fn common_request(input: Input, c: Common, cfg: Option<&AppConfig>, dir: &Path) 
         .gate_image
         .or_else(|| cfg.and_then(|f| f.gate_image.clone()));
     req.allow_downgrade = c.allow_downgrade;
-    req.downgrade_revisions = parse_revisions(&c.downgrade_revision)?;
+    req.downgrade_revisions = lockstep::parse_downgrade_revisions(&c.downgrade_revision)?;
     let lock_path = c.lock.unwrap_or_else(|| dir.join(config::LOCK_FILE));
     let lock = Lock::load(&lock_path)?;
     req.from = c
@@ -349,20 +348,6 @@ fn common_request(input: Input, c: Common, cfg: Option<&AppConfig>, dir: &Path) 
         .or_else(|| lock.as_ref().map(|l| l.deployed.version.clone()));
     req.from_image = c.from_image.or_else(|| lock.and_then(|l| l.deployed.image));
     Ok(req)
-}
-
-fn parse_revisions(items: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for item in items {
-        let Some((db, rev)) = item.split_once('=') else {
-            bail!("--downgrade-revision {item:?} is not DB=REVISION (e.g. orion=2a2090e47993)");
-        };
-        if rev.is_empty() || !rev.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
-            bail!("--downgrade-revision {item:?}: a revision is an alembic id like 2a2090e47993");
-        }
-        out.insert(db.to_owned(), rev.to_owned());
-    }
-    Ok(out)
 }
 
 /// `lockstep bump --to V`: one legal step from the pinned version.
