@@ -249,7 +249,12 @@ pub fn analyze<'a>(
     rendered: &'a Rendered<'_>,
     notes: &mut Vec<String>,
 ) -> Result<Analysis<'a>> {
-    let stream = stream::split(&rendered.text)?;
+    let stream = match stream::split(&rendered.text) {
+        Err(e) if rendered.chart.is_some() => {
+            return Err(e.context("the output of `helm template` is not a manifest stream lockstep can read: check that HELM_BIN is helm and that the chart renders Kubernetes objects"))
+        }
+        r => r?,
+    };
     let profile = match &rendered.profile {
         Some(p) => p.clone(),
         None => {
@@ -406,6 +411,30 @@ fn identify(profile: &Profile, chart: &ChartMeta, api: &ApiWorkload) -> Result<V
 
 /// The whole pipeline: writes the final stream to `out` only when every stage passed.
 pub fn run(req: &Request, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
+    // The templates do not depend on the render: compile them while helm runs (their
+    // errors are still reported only where they were, after the analysis).
+    std::thread::scope(|scope| run_with(req, out, notes, scope.spawn(|| load_templates(req))))
+}
+
+fn load_templates(req: &Request) -> Result<template::Templates> {
+    let job_template = req
+        .job_template
+        .as_ref()
+        .map(|p| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read --job-template {}", p.display()))
+                .map(|t| (p.display().to_string(), t))
+        })
+        .transpose()?;
+    template::Templates::new(job_template.as_ref().map(|(o, t)| (o.as_str(), t.clone())))
+}
+
+fn run_with(
+    req: &Request,
+    out: &mut dyn Write,
+    notes: &mut Vec<String>,
+    templates: std::thread::ScopedJoinHandle<'_, Result<template::Templates>>,
+) -> Result<()> {
     let rendered = obtain(req, notes)?;
     let a = analyze(req, &rendered, notes)?;
     let injection = match inject::skip_reason(&a.profile, &a.api) {
@@ -416,18 +445,9 @@ pub fn run(req: &Request, out: &mut dyn Write, notes: &mut Vec<String>) -> Resul
             Injection::default()
         }
         None => {
-            let job_template = req
-                .job_template
-                .as_ref()
-                .map(|p| {
-                    std::fs::read_to_string(p)
-                        .with_context(|| format!("cannot read --job-template {}", p.display()))
-                        .map(|t| (p.display().to_string(), t))
-                })
-                .transpose()?;
-            let templates = template::Templates::new(
-                job_template.as_ref().map(|(o, t)| (o.as_str(), t.clone())),
-            )?;
+            let templates = templates
+                .join()
+                .map_err(|_| anyhow!("compiling the templates panicked"))??;
             let opts = Options {
                 release: a.release.clone(),
                 namespace: req.namespace.clone(),

@@ -133,16 +133,33 @@ fn split_yaml(src: &str) -> Vec<(&str, &str, usize)> {
     let mut doc_start = 0; // start of the current raw slice
     let mut body_start = 0; // start of the current body
     let mut doc_line = 1;
-    let mut line_no = 1;
-    let mut pos = 0;
     let bytes = src.as_bytes();
-    while pos < src.len() {
-        let end = match src[pos..].find('\n') {
-            Some(i) => pos + i + 1,
-            None => src.len(),
-        };
+    // Only lines starting with `---` or `...` can be markers: find them with a
+    // vectorized search instead of visiting every line.
+    let mut starts: Vec<usize> = memchr::memmem::find_iter(bytes, b"\n---")
+        .chain(memchr::memmem::find_iter(bytes, b"\n..."))
+        .map(|i| i + 1)
+        .collect();
+    starts.sort_unstable();
+    // The first line, after a byte-order mark if there is one.
+    let first = if src.starts_with('\u{feff}') { 3 } else { 0 };
+    if bytes[first..].starts_with(b"---") || bytes[first..].starts_with(b"...") {
+        starts.insert(0, first);
+    }
+    let (mut line_no, mut counted) = (1, 0);
+    for pos in starts {
+        if pos < doc_start {
+            continue;
+        }
+        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(src.len(), |i| pos + i + 1);
         let line = &bytes[pos..end];
-        if is_marker(line, b"---") {
+        let is_start = is_marker(line, b"---");
+        if !is_start && !is_marker(line, b"...") {
+            continue;
+        }
+        line_no += memchr::memchr_iter(b'\n', &bytes[counted..pos]).count();
+        counted = pos;
+        if is_start {
             if pos > doc_start {
                 out.push((&src[doc_start..pos], &src[body_start..pos], doc_line));
             }
@@ -150,14 +167,12 @@ fn split_yaml(src: &str) -> Vec<(&str, &str, usize)> {
             // Anything after `---` on the line (a comment, rarely content) is body.
             body_start = pos + 3;
             doc_line = line_no;
-        } else if is_marker(line, b"...") {
+        } else {
             out.push((&src[doc_start..end], &src[body_start..pos], doc_line));
             doc_start = end;
             body_start = end;
             doc_line = line_no + 1;
         }
-        pos = end;
-        line_no += 1;
     }
     if doc_start < src.len() {
         out.push((&src[doc_start..], &src[body_start..], doc_line));
@@ -210,6 +225,7 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
 }
 
 fn parse_body(body: &str) -> Result<Value> {
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
     let value: Value = serde_yaml::from_str(body).map_err(|e| {
         anyhow!("malformed YAML: {e}. Fix the template or values that produce it (run `helm template` to see the document)")
     })?;
@@ -240,6 +256,10 @@ fn expand_list<'a>(doc: Doc<'a>, out: &mut Vec<Doc<'a>>) -> Result<()> {
         .get("items")
         .and_then(Value::as_sequence)
         .ok_or_else(|| anyhow!("{}: a List without `items`", doc.describe()))?;
+    // Every item is an object of its own, whether or not lockstep reads it.
+    for (n, item) in items.iter().enumerate() {
+        head_of_value(item).with_context(|| format!("item {n} of {}", doc.describe()))?;
+    }
     let matters = items.iter().any(|i| {
         i.get("kind")
             .and_then(Value::as_str)
@@ -325,8 +345,14 @@ fn scan_head(body: &str) -> Scan {
     let mut block: Option<usize> = None;
     // Indentation of the head field just read: a deeper line continues its scalar.
     let mut head_field: Option<usize> = None;
-    for (i, line) in body.split('\n').enumerate() {
+    for (i, (line, opener)) in lines(body).enumerate() {
         let line = line.strip_suffix('\r').unwrap_or(line);
+        // A byte-order mark starts the input, not a key.
+        let line = if i == 0 {
+            line.trim_start_matches('\u{feff}')
+        } else {
+            line
+        };
         if i == 0 {
             // The rest of a `---` line, or the first line of the input.
             let t = line.trim_start_matches('\u{feff}').trim();
@@ -340,7 +366,7 @@ fn scan_head(body: &str) -> Scan {
         let Some(&first) = line.as_bytes().first() else {
             continue;
         };
-        let content = line.trim_start_matches(' ');
+        let content = &line[line.bytes().take_while(|&c| c == b' ').count()..];
         if content.is_empty() || content.starts_with('#') {
             continue;
         }
@@ -356,10 +382,7 @@ fn scan_head(body: &str) -> Scan {
         }
         // A quoted scalar or flow collection left open spans lines that could
         // look like keys: only the parser knows.
-        if content
-            .bytes()
-            .any(|b| matches!(b, b'"' | b'\'' | b'[' | b'{' | b'|' | b'>'))
-        {
+        if opener {
             match line_end(content) {
                 LineEnd::Open => return Scan::Complex,
                 LineEnd::Block => block = Some(indent),
@@ -370,7 +393,7 @@ fn scan_head(body: &str) -> Scan {
             b'#' => continue,
             b'\t' => return Scan::Complex,
             b' ' => {
-                let trimmed = line.trim_start_matches(' ');
+                let trimmed = content;
                 if trimmed.is_empty() || trimmed.starts_with('#') {
                     continue;
                 }
@@ -451,6 +474,39 @@ fn scan_head(body: &str) -> Scan {
         }),
         _ => Scan::Complex,
     }
+}
+
+/// The lines of `s`, as `s.split('\n')` gives them, each with whether it holds
+/// a byte that can open a quoted scalar, a flow collection or a block scalar.
+/// Line ends and those bytes are found by vectorized searches over the whole text.
+fn lines(s: &str) -> impl Iterator<Item = (&str, bool)> {
+    let b = s.as_bytes();
+    let mut openers = [
+        memchr::memchr3_iter(b'"', b'\'', b'[', b).peekable(),
+        memchr::memchr3_iter(b'{', b'|', b'>', b).peekable(),
+    ];
+    let mut newlines = memchr::memchr_iter(b'\n', b);
+    let mut start = Some(0);
+    std::iter::from_fn(move || {
+        let st = start?;
+        let end = match newlines.next() {
+            Some(i) => {
+                start = Some(i + 1);
+                i
+            }
+            None => {
+                start = None;
+                b.len()
+            }
+        };
+        let mut opener = false;
+        for it in &mut openers {
+            while let Some(p) = it.next_if(|&p| p < end) {
+                opener |= p >= st;
+            }
+        }
+        Some((&s[st..end], opener))
+    })
 }
 
 enum LineEnd {
@@ -534,16 +590,15 @@ fn quoted_end(s: &str) -> Option<usize> {
     let q = b[0];
     let mut i = 1;
     while i < b.len() {
+        // Jump to the next quote or escape.
+        i += match q {
+            b'"' => memchr::memchr2(b'"', b'\\', &b[i..])?,
+            _ => memchr::memchr(q, &b[i..])?,
+        };
         match b[i] {
-            b'\\' if q == b'"' => i += 2,
-            c if c == q => {
-                if q == b'\'' && b.get(i + 1) == Some(&b'\'') {
-                    i += 2;
-                } else {
-                    return Some(i + 1);
-                }
-            }
-            _ => i += 1,
+            b'\\' => i += 2,
+            _ if q == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 2,
+            _ => return Some(i + 1),
         }
     }
     None
@@ -560,6 +615,10 @@ fn flow_closes(s: &str) -> bool {
         match b[i] {
             b'[' | b'{' => {
                 depth += 1;
+                if depth > 64 {
+                    // Nesting this deep is for the parser (and its limits).
+                    return false;
+                }
                 token_start = true;
             }
             b']' | b'}' => {
@@ -596,7 +655,7 @@ fn flow_closes(s: &str) -> bool {
 
 /// `key: rest` with a plain key; None for anything else.
 fn split_key(line: &str) -> Option<(&str, &str)> {
-    let colon = line.find(':')?;
+    let colon = memchr::memchr(b':', line.as_bytes())?;
     let key = &line[..colon];
     if key.is_empty()
         || !key
@@ -637,7 +696,9 @@ fn plain_scalar(value: &str) -> Option<&str> {
     }
     // Plain scalars YAML reads as null, a boolean or a number are not strings.
     if v.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | '~'))
-        || ["null", "true", "false"].contains(&v.to_ascii_lowercase().as_str())
+        || ["null", "true", "false"]
+            .iter()
+            .any(|w| v.eq_ignore_ascii_case(w))
     {
         return None;
     }

@@ -23,7 +23,13 @@ pub struct Templates {
     hb: Handlebars<'static>,
 }
 
-handlebars::handlebars_helper!(json_helper: |v: Json| serde_json::to_string(v).unwrap_or_default());
+// JSON leaves U+0085, U+2028 and U+2029 raw, but a YAML parser folds NEL (a YAML line
+// break) inside a quoted scalar into a space: escape them, so values arrive unchanged.
+handlebars::handlebars_helper!(json_helper: |v: Json| serde_json::to_string(v)
+    .unwrap_or_default()
+    .replace('\u{85}', "\\u0085")
+    .replace('\u{2028}', "\\u2028")
+    .replace('\u{2029}', "\\u2029"));
 
 impl Templates {
     /// The embedded templates, with `job` replaced when the user gives one.

@@ -120,7 +120,13 @@ fn string(s: &str) -> String {
     if plain {
         s.to_owned()
     } else {
-        serde_json::to_string(s).expect("strings serialize")
+        // JSON leaves U+0085, U+2028 and U+2029 raw; a YAML reader folds a raw NEL
+        // (a YAML 1.1 line break) in a quoted scalar into a space: escape all three.
+        serde_json::to_string(s)
+            .expect("strings serialize")
+            .replace('\u{85}', "\\u0085")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
     }
 }
 

@@ -10,8 +10,12 @@ use lockstep::{Input, Request};
 use serde::Deserialize;
 
 fuzz_target!(|data: &[u8]| {
-    let Some((&flags, rest)) = data.split_first() else { return };
-    let Ok(text) = std::str::from_utf8(rest) else { return };
+    let Some((&flags, rest)) = data.split_first() else {
+        return;
+    };
+    let Ok(text) = std::str::from_utf8(rest) else {
+        return;
+    };
     let mut req = Request::new(Input::Stream(text.to_owned()));
     req.profile = Some("prefect-server".into());
     if flags & 1 != 0 {
@@ -27,7 +31,10 @@ fuzz_target!(|data: &[u8]| {
     let mut notes = Vec::new();
     if lockstep::run(&req, &mut out, &mut notes).is_ok() {
         let out = String::from_utf8(out).expect("output is UTF-8");
-        assert!(out.contains("lockstep/job.yaml.hbs") || notes.iter().any(|n| n.contains("no migration Job")));
+        assert!(
+            out.contains("lockstep/job.yaml.hbs")
+                || notes.iter().any(|n| n.contains("no migration Job"))
+        );
         // Untouched documents are passed through unparsed, so only lockstep's own
         // documents are checked here: each parses on its own.
         for part in out.split("\n---\n# Source: lockstep/").skip(1) {

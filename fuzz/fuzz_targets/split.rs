@@ -6,9 +6,18 @@ use libfuzzer_sys::fuzz_target;
 use std::borrow::Cow;
 
 fuzz_target!(|data: &[u8]| {
-    let Ok(src) = std::str::from_utf8(data) else { return };
-    let Ok(stream) = lockstep::stream::split(src) else { return };
-    if !stream.json && stream.docs.iter().all(|d| matches!(d.raw, Cow::Borrowed(_))) {
+    let Ok(src) = std::str::from_utf8(data) else {
+        return;
+    };
+    let Ok(stream) = lockstep::stream::split(src) else {
+        return;
+    };
+    if !stream.json
+        && stream
+            .docs
+            .iter()
+            .all(|d| matches!(d.raw, Cow::Borrowed(_)))
+    {
         let joined: String = stream.docs.iter().map(|d| d.raw.as_ref()).collect();
         assert_eq!(joined, src, "raw slices must tile the input");
     }
@@ -24,7 +33,10 @@ fuzz_target!(|data: &[u8]| {
         if let Ok(v) = serde_yaml::from_str::<serde_yaml::Value>(&doc.body) {
             match lockstep::stream::head_of_value(&v) {
                 Ok(h) => assert_eq!(&h, head, "fast scan and parser disagree on {:?}", doc.body),
-                Err(e) => panic!("fast scan read {head:?} but the parser says {e:#} for {:?}", doc.body),
+                Err(e) => panic!(
+                    "fast scan read {head:?} but the parser says {e:#} for {:?}",
+                    doc.body
+                ),
             }
         }
         let _ = doc.value();
