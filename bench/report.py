@@ -32,19 +32,24 @@ p()
 p("## (a) `lockstep render` vs `helm template` alone")
 p()
 p("Same chart, values and namespace; `lockstep render` runs that same `helm template` and then")
-p("splits, locates, gates and injects. Target: ratio of wall times ≤ 1.05.")
+p("splits, locates, gates and injects. The two run interleaved (bench/pairs.py: helm, lockstep,")
+p("lockstep, helm, ...), and the ratio judged is the median of the per-pair ratios, which the")
+p("machine's drift affects least. Target: ratio of wall times ≤ 1.05.")
 p()
-p("| chart | helm template (ms) | lockstep render (ms) | ratio (means) | ratio (medians) | target |")
-p("|---|---:|---:|---:|---:|---|")
+p("| chart | helm template (ms) | lockstep render (ms) | ratio (means) | ratio (medians) | median pair ratio | target |")
+p("|---|---:|---:|---:|---:|---:|---|")
 for name in ["prefect-server", "prefect-cloud-1.2.0", "big-chart"]:
-    r = by_name(load(f"render-{name}.json"))
-    if not r:
+    path = os.path.join(out, f"render-{name}.json")
+    if not os.path.exists(path):
         continue
+    doc = json.load(open(path))
+    r = by_name(doc["results"])
     h, l = r["helm template"], r["lockstep render"]
     ratio = l["mean"] / h["mean"]
     ratio_med = l["median"] / h["median"]
-    ok = "met" if min(ratio, ratio_med) <= 1.05 else "MISSED"
-    p(f"| {name} | {h['mean']*1e3:.1f} ± {h['stddev']*1e3:.1f} | {l['mean']*1e3:.1f} ± {l['stddev']*1e3:.1f} | {ratio:.3f} | {ratio_med:.3f} | {ok} |")
+    pair = doc["pair_ratio_median"]
+    ok = "met" if pair <= 1.05 else "MISSED"
+    p(f"| {name} | {h['mean']*1e3:.1f} ± {h['stddev']*1e3:.1f} | {l['mean']*1e3:.1f} ± {l['stddev']*1e3:.1f} | {ratio:.3f} | {ratio_med:.3f} | {pair:.3f} | {ok} |")
 p()
 p("`big-chart` is bench/gen-chart.py: 500 ConfigMaps, 4 CustomResourceDefinitions of ~100 KB")
 p("(`--include-crds`) and the API Deployment, about 1 MB rendered.")

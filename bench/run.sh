@@ -49,10 +49,11 @@ python3 bench/gen-chart.py "$OUT/big-chart"
 chart_bench() { # NAME CHART RELEASE FROM [helm/lockstep args...]
   local name=$1 chart=$2 release=$3 from=$4; shift 4
   echo "bench: (a) $name" >&2
-  hyperfine --style basic --warmup 3 --runs "$RUNS" -N \
-    --export-json "$OUT/render-$name.json" \
-    -n "helm template" "$H template $release $chart --namespace=prefect $* --include-crds" \
-    -n "lockstep render" "$L render $chart --release $release -n prefect --from $from $*" >&2
+  # Interleaved pairs (bench/pairs.py), not hyperfine's one-command-then-the-other: on a
+  # shared machine a few ms of drift between the two blocks is the size of the difference.
+  python3 bench/pairs.py "$OUT/render-$name.json" $(( RUNS * 2 )) 3 \
+    "helm template" "$H template $release $chart --namespace=prefect $* --include-crds" \
+    "lockstep render" "$L render $chart --release $release -n prefect --from $from $*"
 }
 chart_bench prefect-server examples/charts/prefect-server prefect-server 3.7.8
 chart_bench prefect-cloud-1.2.0 examples/charts/prefect-cloud-1.2.0 prefect-cloud 0.8.2 \

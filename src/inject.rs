@@ -483,8 +483,8 @@ fn dependencies(
         .iter()
         .filter_map(|d| d.head.as_ref())
         .filter(|h| h.namespace.is_none() || h.namespace.as_deref() == ns || ns.is_none())
-        .map(|h| (h.kind.clone(), h.name.clone()))
-        .filter(|kn| wanted.contains(kn))
+        .filter(|h| wanted.iter().any(|(k, n)| *k == h.kind && *n == h.name))
+        .map(|h| (h.kind.to_string(), h.name.to_string()))
         .collect()
 }
 
@@ -502,7 +502,7 @@ fn bundled_database(stream: &Stream, profile: &Profile) -> Result<BTreeSet<(Stri
             .iter()
             .any(|m| matches_resource(m, &h.kind, &h.name, &labels))
         {
-            out.insert((h.kind.clone(), h.name.clone()));
+            out.insert((h.kind.to_string(), h.name.to_string()));
         }
     }
     Ok(out)
@@ -518,7 +518,8 @@ fn move_earlier(
 ) -> Result<()> {
     for (i, doc) in stream.docs.iter().enumerate() {
         let Some(h) = &doc.head else { continue };
-        if !deps.contains(&(h.kind.clone(), h.name.clone())) || out.edits.contains_key(&i) {
+        let is_dep = deps.iter().any(|(k, n)| *k == h.kind && *n == h.name);
+        if !is_dep || out.edits.contains_key(&i) {
             continue;
         }
         let mut v = doc.value()?.clone();
@@ -611,7 +612,7 @@ fn migrate_on_start_off(
         .collect();
     for (i, doc) in stream.docs.iter().enumerate() {
         let Some(h) = &doc.head else { continue };
-        if !WORKLOAD_KINDS.contains(&h.kind.as_str()) || out.edits.contains_key(&i) {
+        if !WORKLOAD_KINDS.contains(&h.kind.as_ref()) || out.edits.contains_key(&i) {
             continue;
         }
         let mut v = doc.value()?.clone();

@@ -167,17 +167,30 @@ pub fn obtain<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Rendered<
         Input::Chart(c) => {
             let helm = render::helm_bin()?;
             let meta = source::chart_meta(&helm, &c.path)?;
-            let profile = choose_profile(req, Some(&meta), notes)?;
             let release = release_name(req, Some(&meta))?;
+            let args = render::TemplateArgs {
+                release,
+                chart: c.path.clone(),
+                namespace: req.namespace.clone(),
+                values: c.values.clone(),
+                set: c.set.clone(),
+                set_string: c.set_string.clone(),
+                kube_version: c.kube_version.clone(),
+                api_versions: c.api_versions.clone(),
+            };
+            // helm renders while the profile, the values and the gate are worked out
+            // here; an error in them stops helm (dropping `rendering` kills it).
+            let rendering = render::template(&helm, &args)?;
+            let profile = choose_profile(req, Some(&meta), notes)?;
             let values = source::merged_values(
                 c.path.is_dir().then_some(c.path.as_path()),
                 &c.values,
                 &c.set,
                 &c.set_string,
             )?;
-            // The gate before helm when the release is known without rendering: a
-            // chart that `fail`s on a key an older release read must not hide the
-            // gate's refusal and its fix (`lockstep values migrate`).
+            // The gate before helm's output is used, when the release is known without
+            // rendering: a chart that `fail`s on a key an older release read must not
+            // hide the gate's refusal and its fix (`lockstep values migrate`).
             let early_target = match profile.releases.version_from {
                 VersionSource::ChartVersion => gate::parse_version(&meta.version),
                 VersionSource::AppVersion => {
@@ -189,17 +202,7 @@ pub fn obtain<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Rendered<
                 let user = source::merged_values(None, &c.values, &c.set, &c.set_string)?;
                 gate_check(req, &profile, &meta.name, &target, &user, &values)?;
             }
-            let args = render::TemplateArgs {
-                release,
-                chart: c.path.clone(),
-                namespace: req.namespace.clone(),
-                values: c.values.clone(),
-                set: c.set.clone(),
-                set_string: c.set_string.clone(),
-                kube_version: c.kube_version.clone(),
-                api_versions: c.api_versions.clone(),
-            };
-            let text = render::template(&helm, &args)?;
+            let text = rendering.finish()?;
             Ok(Rendered {
                 text: text.into(),
                 chart: Some(meta),
@@ -381,7 +384,7 @@ fn stream_chart_meta(stream: &stream::Stream) -> Option<ChartMeta> {
         .filter(|d| {
             d.head
                 .as_ref()
-                .is_some_and(|h| matches!(h.kind.as_str(), "Deployment" | "StatefulSet"))
+                .is_some_and(|h| matches!(h.kind.as_ref(), "Deployment" | "StatefulSet"))
         })
         .filter_map(|d| source::meta_from_labels(&locate::labels(d.value().ok()?)))
         .collect();

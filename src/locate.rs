@@ -128,7 +128,7 @@ pub fn find(
         let kinds: &[String] = &profile.workload.kinds;
         let wanted = match explicit {
             Some(r) => head.kind == r.kind,
-            None => kinds.contains(&head.kind),
+            None => kinds.iter().any(|k| *k == head.kind),
         };
         if !wanted {
             continue;
@@ -285,9 +285,9 @@ fn read(
     }
     Ok(ApiWorkload {
         doc: i,
-        kind: head.kind.clone(),
-        name: head.name.clone(),
-        namespace: head.namespace.clone(),
+        kind: head.kind.to_string(),
+        name: head.name.to_string(),
+        namespace: head.namespace.as_ref().map(|n| n.to_string()),
         labels: labels(doc.value()?),
         pod,
         container,

@@ -111,6 +111,11 @@ pub fn run(helm: &Path, args: &[OsString], what: &str) -> Result<String> {
         .stdin(Stdio::null())
         .output()
         .with_context(|| format!("could not run {} for {what}", helm.display()))?;
+    checked(out, what)
+}
+
+/// What a helm run printed on stdout, or its failure with what it said on stderr.
+fn checked(out: std::process::Output, what: &str) -> Result<String> {
     if !out.status.success() {
         let msg = String::from_utf8_lossy(&out.stderr);
         bail!(
@@ -121,6 +126,49 @@ pub fn run(helm: &Path, args: &[OsString], what: &str) -> Result<String> {
     }
     String::from_utf8(out.stdout)
         .with_context(|| format!("{what} printed output that is not UTF-8"))
+}
+
+/// A helm run started by [`start`], so the caller can work while helm renders.
+/// Collect it with [`Running::finish`]; dropped unfinished (the caller failed), it is
+/// killed and reaped.
+pub struct Running {
+    child: Option<std::process::Child>,
+    what: &'static str,
+}
+
+/// Starts helm with `args`, its stdout and stderr captured.
+pub fn start(helm: &Path, args: &[OsString], what: &'static str) -> Result<Running> {
+    let child = Command::new(helm)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("could not run {} for {what}", helm.display()))?;
+    Ok(Running {
+        child: Some(child),
+        what,
+    })
+}
+
+impl Running {
+    /// Waits for helm and returns what it printed (as [`run`]).
+    pub fn finish(mut self) -> Result<String> {
+        let child = self.child.take().expect("finished once");
+        let out = child
+            .wait_with_output()
+            .with_context(|| format!("could not read the output of {}", self.what))?;
+        checked(out, self.what)
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
 }
 
 /// Runs helm with `args` and returns what it printed and its exit status, whatever
@@ -148,6 +196,43 @@ pub fn run_inherited(
         .with_context(|| format!("could not run {} for {what}", helm.display()))
 }
 
-pub fn template(helm: &Path, args: &TemplateArgs) -> Result<String> {
-    run(helm, &args.argv(), "helm template")
+/// Starts `helm template`; [`Running::finish`] gives the rendered stream.
+pub fn template(helm: &Path, args: &TemplateArgs) -> Result<Running> {
+    start(helm, &args.argv(), "helm template")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unfinished_run_is_killed_and_reaped() {
+        let sleep = which(std::ffi::OsStr::new("sleep")).expect("sleep on PATH");
+        let running = start(&sleep, &["30".into()], "sleep").unwrap();
+        let pid = running.child.as_ref().unwrap().id();
+        assert!(Path::new(&format!("/proc/{pid}")).exists());
+        let t = std::time::Instant::now();
+        drop(running);
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
+        assert!(
+            !Path::new(&format!("/proc/{pid}")).exists(),
+            "killed and reaped"
+        );
+    }
+
+    #[test]
+    fn a_finished_run_gives_stdout_or_its_failure_with_stderr() {
+        let echo = which(std::ffi::OsStr::new("echo")).expect("echo on PATH");
+        let out = start(&echo, &["hello".into()], "echo").unwrap().finish();
+        assert_eq!(out.unwrap(), "hello\n");
+        let ls = which(std::ffi::OsStr::new("ls")).expect("ls on PATH");
+        let err = start(&ls, &["/no/such/path".into()], "ls")
+            .unwrap()
+            .finish();
+        let msg = format!("{:#}", err.unwrap_err());
+        assert!(
+            msg.contains("ls failed") && msg.contains("/no/such/path"),
+            "{msg}"
+        );
+    }
 }

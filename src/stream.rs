@@ -3,11 +3,14 @@
 //! Every document keeps the exact bytes it had in the input (`raw`), so documents
 //! no stage changes are written back byte-for-byte. Only a document's head
 //! (apiVersion, kind, metadata.name, metadata.namespace) is read up front, by a
-//! line scan that understands the block style helm prints; a document the scan
-//! does not fully understand (flow style, quoted or duplicate top-level keys,
-//! anchors, tabs, a separator line with content) is parsed with serde_yaml
-//! instead, which also gives precise errors for malformed input. Full parses of
-//! the documents that matter happen on demand and are cached.
+//! line scan that understands the block style helm prints and stops once the head
+//! is read; a document the scan does not fully understand (flow style, quoted or
+//! duplicate top-level keys, anchors, tabs, a separator line with content) is
+//! parsed with serde_yaml instead, which also gives precise errors for malformed
+//! input. Full parses of the documents that matter happen on demand and are cached.
+//! So the body of a document lockstep neither reads nor edits is not validated
+//! here: it passes through as it came, and whatever applies it parses it.
+//! Streams of several MiB have their heads read on two threads.
 //!
 //! This module owns splitting, heads and parsing. It must not decide what a
 //! document means: that is `locate` and `inject`.
@@ -19,12 +22,12 @@ use std::cell::OnceCell;
 
 /// What a document is, from its top-level keys.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Head {
-    pub api_version: String,
-    pub kind: String,
+pub struct Head<'a> {
+    pub api_version: Cow<'a, str>,
+    pub kind: Cow<'a, str>,
     /// `metadata.name`, or `metadata.generateName`, or empty.
-    pub name: String,
-    pub namespace: Option<String>,
+    pub name: Cow<'a, str>,
+    pub namespace: Option<Cow<'a, str>>,
 }
 
 #[derive(Debug)]
@@ -35,10 +38,11 @@ pub struct Doc<'a> {
     /// The YAML (or JSON) text of the document itself.
     pub body: Cow<'a, str>,
     /// None for a document that holds only comments or nothing.
-    pub head: Option<Head>,
+    pub head: Option<Head<'a>>,
     /// 1-based line of the document's first byte in the input, for messages.
     pub line: usize,
-    parsed: OnceCell<Value>,
+    /// Boxed: most documents are never parsed, and a smaller `Doc` keeps the index small.
+    parsed: OnceCell<Box<Value>>,
 }
 
 impl<'a> Doc<'a> {
@@ -58,7 +62,7 @@ impl<'a> Doc<'a> {
             return Ok(v);
         }
         let v = parse_body(&self.body).with_context(|| self.describe())?;
-        Ok(self.parsed.get_or_init(|| v))
+        Ok(self.parsed.get_or_init(|| Box::new(v)))
     }
 
     /// "Deployment prefect/prefect-server (document at line 120)".
@@ -106,23 +110,57 @@ pub fn split(src: &str) -> Result<Stream<'_>> {
             return Ok(stream);
         }
     }
-    let mut docs = Vec::new();
-    for (raw, body, line) in split_yaml(src) {
-        let mut doc = Doc::new(Cow::Borrowed(raw), Cow::Borrowed(body), line);
-        read_head(&mut doc)?;
-        if doc.head.as_ref().is_some_and(is_list) {
-            expand_list(doc, &mut docs)?;
-        } else {
-            docs.push(doc);
-        }
-    }
+    let parts = split_yaml(src);
+    let docs = if src.len() < PARALLEL_MIN_BYTES {
+        read_heads(&parts)?
+    } else {
+        // Two halves by bytes, the second on a thread of its own; the halves are
+        // joined in order, and the first error in document order is the one reported,
+        // as in one pass.
+        let half = parts.partition_point(|(raw, _, _)| offset(src, raw) < src.len() / 2);
+        let (first, second) = parts.split_at(half);
+        let (first, second) = std::thread::scope(|s| {
+            let second = s.spawn(|| read_heads(second));
+            let first = read_heads(first);
+            let second = second
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (first, second)
+        });
+        let mut docs = first?;
+        docs.extend(second?);
+        docs
+    };
     if docs.iter().all(|d| d.head.is_none()) {
         bail!("the manifest stream is empty: there is no Kubernetes object in it. Check that the chart renders something (`helm template`), and that the input is the rendered stream");
     }
     Ok(Stream { docs, json: false })
 }
 
-fn is_list(h: &Head) -> bool {
+/// Streams this large have their heads read on two threads.
+const PARALLEL_MIN_BYTES: usize = 4 << 20;
+
+/// Where `part` (a slice of `src`) starts in `src`.
+fn offset(src: &str, part: &str) -> usize {
+    part.as_ptr() as usize - src.as_ptr() as usize
+}
+
+/// Documents with their heads read, Lists expanded.
+fn read_heads<'a>(parts: &[(&'a str, &'a str, usize)]) -> Result<Vec<Doc<'a>>> {
+    let mut docs = Vec::with_capacity(parts.len());
+    for &(raw, body, line) in parts {
+        let mut doc = Doc::new(Cow::Borrowed(raw), Cow::Borrowed(body), line);
+        read_head(&mut doc, body)?;
+        if doc.head.as_ref().is_some_and(is_list) {
+            expand_list(doc, &mut docs)?;
+        } else {
+            docs.push(doc);
+        }
+    }
+    Ok(docs)
+}
+
+fn is_list(h: &Head<'_>) -> bool {
     h.kind.ends_with("List") && h.api_version == "v1"
 }
 
@@ -208,7 +246,7 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
                 doc.head = Some(
                     head_of_value(&value).with_context(|| format!("JSON object at line {line}"))?,
                 );
-                let _ = doc.parsed.set(value);
+                let _ = doc.parsed.set(Box::new(value));
                 if doc.head.as_ref().is_some_and(is_list) {
                     expand_list(doc, &mut docs)?;
                 } else {
@@ -233,17 +271,17 @@ fn parse_body(body: &str) -> Result<Value> {
 }
 
 /// Reads the head with the line scan, falling back to a full parse.
-fn read_head(doc: &mut Doc<'_>) -> Result<()> {
-    match scan_head(&doc.body) {
+fn read_head<'a>(doc: &mut Doc<'a>, body: &'a str) -> Result<()> {
+    match scan_head(body) {
         Scan::Empty => {}
         Scan::Simple(head) => doc.head = Some(head),
         Scan::Complex => {
-            let value = parse_body(&doc.body).with_context(|| doc.describe())?;
+            let value = parse_body(body).with_context(|| doc.describe())?;
             if value.is_null() {
                 return Ok(());
             }
             doc.head = Some(head_of_value(&value).with_context(|| doc.describe())?);
-            let _ = doc.parsed.set(value);
+            let _ = doc.parsed.set(Box::new(value));
         }
     }
     Ok(())
@@ -279,14 +317,14 @@ fn expand_list<'a>(doc: Doc<'a>, out: &mut Vec<Doc<'a>>) -> Result<()> {
             doc.line,
         );
         d.head = Some(head);
-        let _ = d.parsed.set(item.clone());
+        let _ = d.parsed.set(Box::new(item.clone()));
         out.push(d);
     }
     Ok(())
 }
 
 /// The head of a parsed document.
-pub fn head_of_value(value: &Value) -> Result<Head> {
+pub fn head_of_value(value: &Value) -> Result<Head<'static>> {
     let map = value.as_mapping().ok_or_else(|| {
         anyhow!(
             "a document must be a mapping (a Kubernetes object), not {}",
@@ -306,10 +344,10 @@ pub fn head_of_value(value: &Value) -> Result<Head> {
         .unwrap_or_default();
     let namespace = meta.and_then(|m| text(m, "namespace"));
     Ok(Head {
-        api_version,
-        kind,
-        name,
-        namespace,
+        api_version: Cow::Owned(api_version),
+        kind: Cow::Owned(kind),
+        name: Cow::Owned(name),
+        namespace: namespace.map(Cow::Owned),
     })
 }
 
@@ -325,19 +363,29 @@ fn kind_of(v: &Value) -> &'static str {
     }
 }
 
-enum Scan {
+enum Scan<'a> {
     Empty,
-    Simple(Head),
+    Simple(Head<'a>),
     Complex,
 }
 
 /// The fast path: block-style top-level keys, plain or simply quoted scalars.
-fn scan_head(body: &str) -> Scan {
+///
+/// The scan stops once the head is complete (kind, apiVersion and metadata read,
+/// and a top-level key after metadata seen): the rest of the document cannot
+/// change the head of a valid document. In that rest, a line starting with one of
+/// the head's keys (a duplicate, or text that only looks like one) sends the
+/// document to the parser. Beyond that, documents lockstep neither edits nor reads
+/// are not validated here: they pass through as they came, and whatever applies
+/// them parses them.
+fn scan_head(body: &str) -> Scan<'_> {
     let mut kind = None;
     let mut api_version = None;
     let mut name = None;
     let mut namespace = None;
-    let mut seen_keys: Vec<&str> = Vec::with_capacity(8);
+    // Top-level keys read so far (a duplicate is for the parser to report).
+    let mut seen_keys: [&str; 8] = [""; 8];
+    let mut seen = 0;
     let mut in_meta = false;
     let mut meta_indent = None;
     let mut any = false;
@@ -345,7 +393,14 @@ fn scan_head(body: &str) -> Scan {
     let mut block: Option<usize> = None;
     // Indentation of the head field just read: a deeper line continues its scalar.
     let mut head_field: Option<usize> = None;
-    for (i, (line, opener)) in lines(body).enumerate() {
+    for (i, (at, line)) in lines(body).enumerate() {
+        let complete = kind.is_some() && api_version.is_some() && name.is_some();
+        if complete && !in_meta && head_field.is_none() {
+            if head_keys_again(&body[at..]) {
+                return Scan::Complex;
+            }
+            break;
+        }
         let line = line.strip_suffix('\r').unwrap_or(line);
         // A byte-order mark starts the input, not a key.
         let line = if i == 0 {
@@ -382,7 +437,7 @@ fn scan_head(body: &str) -> Scan {
         }
         // A quoted scalar or flow collection left open spans lines that could
         // look like keys: only the parser knows.
-        if opener {
+        if may_open(content) {
             match line_end(content) {
                 LineEnd::Open => return Scan::Complex,
                 LineEnd::Block => block = Some(indent),
@@ -407,7 +462,14 @@ fn scan_head(body: &str) -> Scan {
                     if indent < mi {
                         return Scan::Complex;
                     }
-                    if indent == mi {
+                    // Another key (labels, annotations, ...) is not read; a line
+                    // without `: ` could continue a scalar, so it is looked at.
+                    let t = trimmed.as_bytes();
+                    let other = t[0].is_ascii_alphanumeric()
+                        && !trimmed.starts_with("name")
+                        && memchr::memchr(b':', t)
+                            .is_some_and(|c| matches!(t.get(c + 1), None | Some(b' ')));
+                    if indent == mi && !other {
                         let Some((key, value)) = split_key(trimmed) else {
                             return Scan::Complex;
                         };
@@ -432,10 +494,11 @@ fn scan_head(body: &str) -> Scan {
                 let Some((key, value)) = split_key(line) else {
                     return Scan::Complex;
                 };
-                if seen_keys.contains(&key) {
+                if seen_keys[..seen].contains(&key) || seen == seen_keys.len() {
                     return Scan::Complex;
                 }
-                seen_keys.push(key);
+                seen_keys[seen] = key;
+                seen += 1;
                 in_meta = false;
                 let slot = match key {
                     "kind" => &mut kind,
@@ -467,46 +530,65 @@ fn scan_head(body: &str) -> Scan {
     }
     match (kind, api_version, name) {
         (Some(kind), Some(api_version), Some(name)) => Scan::Simple(Head {
-            api_version: api_version.to_owned(),
-            kind: kind.to_owned(),
-            name: name.to_owned(),
-            namespace: namespace.map(str::to_owned),
+            api_version: Cow::Borrowed(api_version),
+            kind: Cow::Borrowed(kind),
+            name: Cow::Borrowed(name),
+            namespace: namespace.map(Cow::Borrowed),
         }),
         _ => Scan::Complex,
     }
 }
 
-/// The lines of `s`, as `s.split('\n')` gives them, each with whether it holds
-/// a byte that can open a quoted scalar, a flow collection or a block scalar.
-/// Line ends and those bytes are found by vectorized searches over the whole text.
-fn lines(s: &str) -> impl Iterator<Item = (&str, bool)> {
-    let b = s.as_bytes();
-    let mut openers = [
-        memchr::memchr3_iter(b'"', b'\'', b'[', b).peekable(),
-        memchr::memchr3_iter(b'{', b'|', b'>', b).peekable(),
-    ];
-    let mut newlines = memchr::memchr_iter(b'\n', b);
+/// The lines of `s`, as `s.split('\n')` gives them, each with its offset in `s`;
+/// line ends are found with a vectorized search.
+fn lines(s: &str) -> impl Iterator<Item = (usize, &str)> {
     let mut start = Some(0);
     std::iter::from_fn(move || {
         let st = start?;
-        let end = match newlines.next() {
+        let end = match memchr::memchr(b'\n', &s.as_bytes()[st..]) {
             Some(i) => {
-                start = Some(i + 1);
-                i
+                start = Some(st + i + 1);
+                st + i
             }
             None => {
                 start = None;
-                b.len()
+                s.len()
             }
         };
-        let mut opener = false;
-        for it in &mut openers {
-            while let Some(p) = it.next_if(|&p| p < end) {
-                opener |= p >= st;
-            }
-        }
-        Some((&s[st..end], opener))
+        Some((st, &s[st..end]))
     })
+}
+
+/// Whether `rest` (which starts at a line start) has a line starting with one of
+/// the head's top-level keys.
+fn head_keys_again(rest: &str) -> bool {
+    use memchr::memmem::Finder;
+    use std::sync::OnceLock;
+    const KEYS: [&str; 3] = ["kind:", "apiVersion:", "metadata:"];
+    static FINDERS: OnceLock<[Finder<'static>; 3]> = OnceLock::new();
+    let finders = FINDERS.get_or_init(|| KEYS.map(|k| Finder::new(k.as_bytes())));
+    KEYS.iter().zip(finders).any(|(key, finder)| {
+        rest.starts_with(key)
+            || finder
+                .find_iter(rest.as_bytes())
+                .any(|i| i > 0 && rest.as_bytes()[i - 1] == b'\n')
+    })
+}
+
+/// Whether `line` holds a byte that can open a quoted scalar, a flow collection or
+/// a block scalar.
+fn may_open(line: &str) -> bool {
+    const OPENS: [bool; 256] = {
+        let mut t = [false; 256];
+        let mut i = 0;
+        let bytes = b"\"'[{|>";
+        while i < bytes.len() {
+            t[bytes[i] as usize] = true;
+            i += 1;
+        }
+        t
+    };
+    line.bytes().any(|c| OPENS[c as usize])
 }
 
 enum LineEnd {
@@ -655,30 +737,33 @@ fn flow_closes(s: &str) -> bool {
 
 /// `key: rest` with a plain key; None for anything else.
 fn split_key(line: &str) -> Option<(&str, &str)> {
-    let colon = memchr::memchr(b':', line.as_bytes())?;
-    let key = &line[..colon];
-    if key.is_empty()
-        || !key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.' | b'/'))
-    {
+    let b = line.as_bytes();
+    let end = b
+        .iter()
+        .position(|&c| !(c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.' | b'/')))
+        .unwrap_or(b.len());
+    if end == 0 || b.get(end) != Some(&b':') || !matches!(b.get(end + 1), None | Some(b' ')) {
         return None;
     }
-    let rest = &line[colon + 1..];
-    if !(rest.is_empty() || rest.starts_with(' ')) {
-        return None;
-    }
-    Some((key, rest.trim_matches([' ', '\t'])))
+    Some((&line[..end], trim_blank(&line[end + 1..])))
+}
+
+/// `s` without leading and trailing spaces and tabs.
+fn trim_blank(s: &str) -> &str {
+    let b = s.as_bytes();
+    let blank = |c: &u8| matches!(c, b' ' | b'\t');
+    let start = b.iter().position(|c| !blank(c)).unwrap_or(b.len());
+    let end = b.iter().rposition(|c| !blank(c)).map_or(start, |e| e + 1);
+    &s[start..end]
 }
 
 /// A scalar the scan can read without a parser: plain or simply quoted.
 fn plain_scalar(value: &str) -> Option<&str> {
     // A comment starts at a `#` after a space or a tab.
-    let v = match value
-        .match_indices('#')
-        .find(|&(i, _)| i > 0 && matches!(value.as_bytes()[i - 1], b' ' | b'\t'))
+    let b = value.as_bytes();
+    let v = match memchr::memchr_iter(b'#', b).find(|&i| i > 0 && matches!(b[i - 1], b' ' | b'\t'))
     {
-        Some((i, _)) => value[..i].trim_end_matches([' ', '\t']),
+        Some(i) => value[..i].trim_end_matches([' ', '\t']),
         None => value,
     };
     if let Some(inner) = v.strip_prefix('"').and_then(|s| s.strip_suffix('"')) {
@@ -687,15 +772,29 @@ fn plain_scalar(value: &str) -> Option<&str> {
     if let Some(inner) = v.strip_prefix('\'').and_then(|s| s.strip_suffix('\'')) {
         return (!inner.contains('\'')).then_some(inner);
     }
-    if v.is_empty()
-        || v.starts_with([
-            '&', '*', '!', '|', '>', '{', '[', '%', '@', '`', '"', '\'', '#', '?', ',',
-        ])
-    {
+    let first = *v.as_bytes().first()?;
+    if matches!(
+        first,
+        b'&' | b'*'
+            | b'!'
+            | b'|'
+            | b'>'
+            | b'{'
+            | b'['
+            | b'%'
+            | b'@'
+            | b'`'
+            | b'"'
+            | b'\''
+            | b'#'
+            | b'?'
+            | b','
+    ) {
         return None;
     }
     // Plain scalars YAML reads as null, a boolean or a number are not strings.
-    if v.starts_with(|c: char| c.is_ascii_digit() || matches!(c, '+' | '-' | '.' | '~'))
+    if first.is_ascii_digit()
+        || matches!(first, b'+' | b'-' | b'.' | b'~')
         || ["null", "true", "false"]
             .iter()
             .any(|w| v.eq_ignore_ascii_case(w))
@@ -714,7 +813,11 @@ mod tests {
             .unwrap()
             .docs
             .iter()
-            .filter_map(|d| d.head.as_ref().map(|h| (h.kind.clone(), h.name.clone())))
+            .filter_map(|d| {
+                d.head
+                    .as_ref()
+                    .map(|h| (h.kind.to_string(), h.name.to_string()))
+            })
             .collect()
     }
 
@@ -763,6 +866,55 @@ mod tests {
         assert!(format!("{:#}", split(dup).unwrap_err()).contains("duplicate"));
         let nokind = "apiVersion: v1\nmetadata:\n  name: a\n";
         assert!(format!("{:#}", split(nokind).unwrap_err()).contains("no `kind`"));
+    }
+
+    #[test]
+    fn the_scan_stops_at_the_head() {
+        // What follows the head of a document lockstep does not edit is not read...
+        let tail = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n- - [not read\n";
+        assert!(matches!(scan_head(tail), Scan::Simple(h) if h.name == "a"));
+        // ...but a head key again in it (a duplicate, or a key in a block scalar) is
+        // for the parser, which reports the duplicate.
+        let dup = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata: {}\nkind: Secret\n";
+        assert!(matches!(scan_head(dup), Scan::Complex));
+        assert!(format!("{:#}", split(dup).unwrap_err()).contains("duplicate"));
+        let text =
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\ndata:\n  x: |\nkind: Secret\n";
+        assert!(matches!(scan_head(text), Scan::Complex));
+        // A key of metadata other than name and namespace is not read; a line that
+        // could continue the name's scalar is.
+        let cont = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  b\ndata: {}\n";
+        assert!(matches!(scan_head(cont), Scan::Complex));
+    }
+
+    #[test]
+    fn large_streams_split_on_two_threads_like_one() {
+        let doc = |i: usize| {
+            format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c{i}\ndata:\n  k: {}\n",
+                "v".repeat(200)
+            )
+        };
+        let mut src: String = (0..30_000).map(doc).collect();
+        assert!(src.len() > PARALLEL_MIN_BYTES);
+        let heads = heads(&src);
+        assert_eq!(heads.len(), 30_000);
+        assert!(heads
+            .iter()
+            .enumerate()
+            .all(|(i, (_, n))| *n == format!("c{i}")));
+        // The first error in document order is the one reported, from either half.
+        let bad = |s: &mut String, at: usize| {
+            let p = s.match_indices("---\n").nth(at).unwrap().0;
+            s.insert_str(p, "---\nkind: [unclosed\n");
+        };
+        bad(&mut src, 25_000);
+        let late = format!("{:#}", split(&src).unwrap_err());
+        bad(&mut src, 100);
+        let early = format!("{:#}", split(&src).unwrap_err());
+        assert!(late.contains("malformed YAML") && early.contains("malformed YAML"));
+        assert_ne!(late, early, "the earlier error wins");
+        assert!(early.contains(&format!("line {}", 100 * 7 + 1)), "{early}");
     }
 
     #[test]

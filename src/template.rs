@@ -62,12 +62,12 @@ impl Templates {
         let mut value: Value = serde_yaml::from_str(&text)
             .with_context(|| format!("the {name} template did not produce valid YAML"))?;
         strip_nulls(&mut value);
-        let typed: T = serde_yaml::from_value(value.clone()).with_context(|| {
+        let typed = T::deserialize(&value).with_context(|| {
             format!("the {name} template did not produce a valid Kubernetes object")
         })?;
         let back = serde_yaml::to_value(&typed)?;
         let mut dropped = Vec::new();
-        unknown_fields(&value, &back, String::new(), &mut dropped);
+        unknown_fields(&value, &back, &mut String::new(), &mut dropped);
         if !dropped.is_empty() {
             bail!(
                 "the {name} template sets fields its Kubernetes type does not have: {}. Fix the template",
@@ -92,31 +92,34 @@ pub fn strip_nulls(v: &mut Value) {
     }
 }
 
-/// Paths present in `orig` but gone from `typed` after a round trip.
-fn unknown_fields(orig: &Value, typed: &Value, at: String, out: &mut Vec<String>) {
+/// Paths present in `orig` but gone from `typed` after a round trip. `at` is the
+/// path so far, restored before returning.
+fn unknown_fields(orig: &Value, typed: &Value, at: &mut String, out: &mut Vec<String>) {
+    let len = at.len();
     match (orig, typed) {
         (Value::Mapping(a), Value::Mapping(b)) => {
             for (k, v) in a {
-                let key = k
-                    .as_str()
-                    .map(str::to_owned)
-                    .unwrap_or_else(|| format!("{k:?}"));
-                let path = if at.is_empty() {
-                    key
-                } else {
-                    format!("{at}.{key}")
-                };
+                if !at.is_empty() {
+                    at.push('.');
+                }
+                match k.as_str() {
+                    Some(key) => at.push_str(key),
+                    None => at.push_str(&format!("{k:?}")),
+                }
                 match b.get(k) {
-                    Some(w) => unknown_fields(v, w, path, out),
+                    Some(w) => unknown_fields(v, w, at, out),
                     // An empty map or list may be omitted by the type: not a loss.
                     None if is_empty(v) => {}
-                    None => out.push(path),
+                    None => out.push(at.clone()),
                 }
+                at.truncate(len);
             }
         }
         (Value::Sequence(a), Value::Sequence(b)) => {
             for (i, (v, w)) in a.iter().zip(b).enumerate() {
-                unknown_fields(v, w, format!("{at}[{i}]"), out);
+                at.push_str(&format!("[{i}]"));
+                unknown_fields(v, w, at, out);
+                at.truncate(len);
             }
         }
         _ => {}

@@ -14,12 +14,12 @@ use serde_yaml::Value;
 
 /// A document as block-style YAML text, ending in a newline.
 pub fn to_string(v: &Value) -> String {
-    let mut out = String::new();
+    let mut out = String::with_capacity(4096);
     match v {
-        Value::Mapping(m) if !m.is_empty() => mapping(m, 0, &mut out),
-        Value::Sequence(s) if !s.is_empty() => sequence(s, 0, &mut out),
+        Value::Mapping(m) if !m.is_empty() => mapping(m, 0, false, &mut out),
+        Value::Sequence(s) if !s.is_empty() => sequence(s, 0, false, &mut out),
         other => {
-            out.push_str(&scalar(other));
+            scalar(other, &mut out);
             out.push('\n');
         }
     }
@@ -31,73 +31,68 @@ pub fn to_string_of<T: serde::Serialize>(obj: &T) -> Result<String, serde_yaml::
     Ok(to_string(&serde_yaml::to_value(obj)?))
 }
 
-fn is_block(v: &Value) -> bool {
-    match v {
-        Value::Mapping(m) => !m.is_empty(),
-        Value::Sequence(s) => !s.is_empty(),
-        Value::Tagged(t) => is_block(&t.value),
-        _ => false,
-    }
+fn pad(out: &mut String, n: usize) {
+    out.extend(std::iter::repeat_n(' ', n));
 }
 
-fn mapping(m: &serde_yaml::Mapping, indent: usize, out: &mut String) {
-    for (k, v) in m {
-        out.push_str(&" ".repeat(indent));
-        out.push_str(&scalar(k));
+/// `inline`: the first entry continues a line on which `- ` is already written.
+fn mapping(m: &serde_yaml::Mapping, indent: usize, inline: bool, out: &mut String) {
+    for (i, (k, v)) in m.iter().enumerate() {
+        if !(inline && i == 0) {
+            pad(out, indent);
+        }
+        scalar(k, out);
         out.push(':');
         match v {
             Value::Mapping(child) if !child.is_empty() => {
                 out.push('\n');
-                mapping(child, indent + 2, out);
+                mapping(child, indent + 2, false, out);
             }
             // Kubernetes style: a list under a key starts at the key's indentation.
             Value::Sequence(child) if !child.is_empty() => {
                 out.push('\n');
-                sequence(child, indent, out);
+                sequence(child, indent, false, out);
             }
             other => {
                 out.push(' ');
-                out.push_str(&scalar(other));
+                scalar(other, out);
                 out.push('\n');
             }
         }
     }
 }
 
-fn sequence(s: &[Value], indent: usize, out: &mut String) {
-    for item in s {
-        out.push_str(&" ".repeat(indent));
+/// `inline` as for [`mapping`]. A block item is written two deeper, its first line
+/// after the `- `.
+fn sequence(s: &[Value], indent: usize, inline: bool, out: &mut String) {
+    for (i, item) in s.iter().enumerate() {
+        if !(inline && i == 0) {
+            pad(out, indent);
+        }
         out.push_str("- ");
-        if is_block(item) {
-            // Emit the item two deeper, then let `- ` stand in for its first indentation.
-            let mut child = String::new();
-            match item {
-                Value::Mapping(m) => mapping(m, indent + 2, &mut child),
-                Value::Sequence(s) => sequence(s, indent + 2, &mut child),
-                Value::Tagged(t) => {
-                    child.push_str(&" ".repeat(indent + 2));
-                    child.push_str(&to_string(&Value::Tagged(t.clone())));
-                }
-                _ => unreachable!("is_block"),
+        match item {
+            Value::Mapping(m) if !m.is_empty() => mapping(m, indent + 2, true, out),
+            Value::Sequence(s) if !s.is_empty() => sequence(s, indent + 2, true, out),
+            other => {
+                scalar(other, out);
+                out.push('\n');
             }
-            out.push_str(&child[indent + 2..]);
-        } else {
-            out.push_str(&scalar(item));
-            out.push('\n');
         }
     }
 }
 
-fn scalar(v: &Value) -> String {
+fn scalar(v: &Value, out: &mut String) {
     match v {
-        Value::Null => "null".to_owned(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
-        Value::String(s) => string(s),
-        Value::Mapping(_) => "{}".to_owned(),
-        Value::Sequence(_) => "[]".to_owned(),
+        Value::Null => out.push_str("null"),
+        Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::String(s) => string(s, out),
+        Value::Mapping(_) => out.push_str("{}"),
+        Value::Sequence(_) => out.push_str("[]"),
         // Tags do not occur in Kubernetes objects; keep the value, JSON-encoded.
-        Value::Tagged(t) => serde_json::to_string(&t.value).unwrap_or_else(|_| "null".to_owned()),
+        Value::Tagged(t) => {
+            out.push_str(&serde_json::to_string(&t.value).unwrap_or_else(|_| "null".to_owned()))
+        }
     }
 }
 
@@ -108,25 +103,33 @@ const SPECIAL: &[&str] = &[
 
 /// A string plain when no YAML 1.1 or 1.2 reader can take it for anything else,
 /// else double-quoted.
-fn string(s: &str) -> String {
-    let plain = !s.is_empty()
-        && s.starts_with(|c: char| c.is_ascii_alphabetic() || c == '/' || c == '_')
+fn string(s: &str, out: &mut String) {
+    let b = s.as_bytes();
+    let plain = b
+        .first()
+        .is_some_and(|c| c.is_ascii_alphabetic() || matches!(c, b'/' | b'_'))
         && !s.ends_with(' ')
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || " ._/+=@-".contains(c))
+        && b.iter()
+            .all(|c| c.is_ascii_alphanumeric() || b" ._/+=@-".contains(c))
         && !s.contains(" #")
         && !s.contains("  ")
         && !SPECIAL.iter().any(|w| s.eq_ignore_ascii_case(w));
     if plain {
-        s.to_owned()
-    } else {
+        out.push_str(s);
+        return;
+    }
+    let json = serde_json::to_string(s).expect("strings serialize");
+    if json.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
         // JSON leaves U+0085, U+2028 and U+2029 raw; a YAML reader folds a raw NEL
         // (a YAML 1.1 line break) in a quoted scalar into a space: escape all three.
-        serde_json::to_string(s)
-            .expect("strings serialize")
-            .replace('\u{85}', "\\u0085")
-            .replace('\u{2028}', "\\u2028")
-            .replace('\u{2029}', "\\u2029")
+        out.push_str(
+            &json
+                .replace('\u{85}', "\\u0085")
+                .replace('\u{2028}', "\\u2028")
+                .replace('\u{2029}', "\\u2029"),
+        );
+    } else {
+        out.push_str(&json);
     }
 }
 
