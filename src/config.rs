@@ -168,7 +168,16 @@ pub fn inside(root: &Path, base: &Path, user: &str, what: &str) -> Result<PathBu
         }
     }
     if !lexical.starts_with(&root) {
-        bail!("{what} {user:?} leaves the repository: values files and charts must stay inside the repository");
+        // Without a .git above the app, the repository is the app directory itself.
+        let why = if root == base {
+            " (no .git was found above the app directory, so the repository is taken to be that directory; run lockstep inside the git checkout)"
+        } else {
+            ""
+        };
+        bail!(
+            "{what} {user:?} leaves the repository {}{why}: values files and charts must stay inside the repository",
+            root.display()
+        );
     }
     let joined = base.join(p);
     let resolved = joined.canonicalize().with_context(|| {
@@ -217,6 +226,20 @@ mod tests {
         assert!(inside(&root, &app, "v.yaml", "values file").is_ok());
         assert!(inside(&root, &app, "../../../etc/passwd", "values file").is_err());
         assert!(inside(&root, &app, "/etc/passwd", "values file").is_err());
+        // The message names the root, and says why when no .git made it the app itself.
+        let err = format!(
+            "{:#}",
+            inside(&app, &app, "../x.yaml", "chart").unwrap_err()
+        );
+        assert!(err.contains("no .git was found"), "{err}");
+        let err = format!(
+            "{:#}",
+            inside(&root, &app, "../../../x", "chart").unwrap_err()
+        );
+        assert!(
+            !err.contains("no .git") && err.contains("leaves the repository"),
+            "{err}"
+        );
         #[cfg(unix)]
         {
             std::os::unix::fs::symlink("/etc/hostname", app.join("link.yaml")).unwrap();
