@@ -51,6 +51,12 @@ for name in ["prefect-server", "prefect-cloud-1.2.0", "big-chart"]:
     ok = "met" if pair <= 1.05 else "MISSED"
     p(f"| {name} | {h['mean']*1e3:.1f} ± {h['stddev']*1e3:.1f} | {l['mean']*1e3:.1f} ± {l['stddev']*1e3:.1f} | {ratio:.3f} | {ratio_med:.3f} | {pair:.3f} | {ok} |")
 p()
+floor = os.path.join(out, "render-floor.json")
+if os.path.exists(floor):
+    f = json.load(open(floor))
+    p(f"For scale, in the same run: a wrapper that does no work at all, `sh -c 'helm template … | cat'`")
+    p(f"on prefect-server, measures a median pair ratio of {f['pair_ratio_median']:.3f} against helm alone.")
+    p()
 p("`big-chart` is bench/gen-chart.py: 500 ConfigMaps, 4 CustomResourceDefinitions of ~100 KB")
 p("(`--include-crds`) and the API Deployment, about 1 MB rendered.")
 p()

@@ -59,6 +59,12 @@ chart_bench prefect-server examples/charts/prefect-server prefect-server 3.7.8
 chart_bench prefect-cloud-1.2.0 examples/charts/prefect-cloud-1.2.0 prefect-cloud 0.8.2 \
   --values=examples/values/prefect-cloud/values-1.2.0.yaml
 chart_bench big-chart "$OUT/big-chart" big 3.7.8
+# For scale: what wrapping helm costs by itself, with no work at all (a shell that runs helm
+# and passes its output on through a pipe), against helm alone.
+echo "bench: (a) wrapper floor" >&2
+python3 bench/pairs.py "$OUT/render-floor.json" $(( RUNS * 2 )) 3 \
+  "helm template" "$H template prefect-server examples/charts/prefect-server --namespace=prefect --include-crds" \
+  "sh -c 'helm template | cat'" "sh -c '$H template prefect-server examples/charts/prefect-server --namespace=prefect --include-crds | cat'"
 
 # ---- (b) inject on large streams ---------------------------------------------------------
 JOBPROG='. + [ .[] | select(.kind == "Deployment" and .metadata.labels["app.kubernetes.io/component"] == "server")
