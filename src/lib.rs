@@ -450,7 +450,7 @@ fn run_with(
         None => {
             let templates = templates
                 .join()
-                .map_err(|_| anyhow!("compiling the templates panicked"))??;
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
             let opts = Options {
                 release: a.release.clone(),
                 namespace: req.namespace.clone(),

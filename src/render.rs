@@ -105,27 +105,8 @@ fn safe_path(p: &Path) -> OsString {
 }
 
 /// Runs helm with `args`, returning stdout; helm's own message on failure.
-pub fn run(helm: &Path, args: &[OsString], what: &str) -> Result<String> {
-    let out = Command::new(helm)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("could not run {} for {what}", helm.display()))?;
-    checked(out, what)
-}
-
-/// What a helm run printed on stdout, or its failure with what it said on stderr.
-fn checked(out: std::process::Output, what: &str) -> Result<String> {
-    if !out.status.success() {
-        let msg = String::from_utf8_lossy(&out.stderr);
-        bail!(
-            "{what} failed ({}): {}\n  fix: correct the chart or values helm names above, and check it with `helm template`",
-            out.status,
-            msg.trim()
-        );
-    }
-    String::from_utf8(out.stdout)
-        .with_context(|| format!("{what} printed output that is not UTF-8"))
+pub fn run(helm: &Path, args: &[OsString], what: &'static str) -> Result<String> {
+    start(helm, args, what)?.finish()
 }
 
 /// A helm run started by [`start`], so the caller can work while helm renders.
@@ -152,13 +133,24 @@ pub fn start(helm: &Path, args: &[OsString], what: &'static str) -> Result<Runni
 }
 
 impl Running {
-    /// Waits for helm and returns what it printed (as [`run`]).
+    /// Waits for helm and returns what it printed on stdout; on failure, what it said
+    /// on stderr.
     pub fn finish(mut self) -> Result<String> {
+        let what = self.what;
         let child = self.child.take().expect("finished once");
         let out = child
             .wait_with_output()
-            .with_context(|| format!("could not read the output of {}", self.what))?;
-        checked(out, self.what)
+            .with_context(|| format!("could not read the output of {what}"))?;
+        if !out.status.success() {
+            let msg = String::from_utf8_lossy(&out.stderr);
+            bail!(
+                "{what} failed ({}): {}\n  fix: correct the chart or values helm names above, and check it with `helm template`",
+                out.status,
+                msg.trim()
+            );
+        }
+        String::from_utf8(out.stdout)
+            .with_context(|| format!("{what} printed output that is not UTF-8"))
     }
 }
 

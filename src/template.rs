@@ -14,6 +14,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use handlebars::Handlebars;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_yaml::Value;
+use std::fmt::Write;
 
 pub const JOB: &str = include_str!("../templates/job.yaml.hbs");
 pub const RECORD: &str = include_str!("../templates/record-configmap.yaml.hbs");
@@ -23,13 +24,7 @@ pub struct Templates {
     hb: Handlebars<'static>,
 }
 
-// JSON leaves U+0085, U+2028 and U+2029 raw, but a YAML parser folds NEL (a YAML line
-// break) inside a quoted scalar into a space: escape them, so values arrive unchanged.
-handlebars::handlebars_helper!(json_helper: |v: Json| serde_json::to_string(v)
-    .unwrap_or_default()
-    .replace('\u{85}', "\\u0085")
-    .replace('\u{2028}', "\\u2028")
-    .replace('\u{2029}', "\\u2029"));
+handlebars::handlebars_helper!(json_helper: |v: Json| crate::yaml::json(v));
 
 impl Templates {
     /// The embedded templates, with `job` replaced when the user gives one.
@@ -104,7 +99,9 @@ fn unknown_fields(orig: &Value, typed: &Value, at: &mut String, out: &mut Vec<St
                 }
                 match k.as_str() {
                     Some(key) => at.push_str(key),
-                    None => at.push_str(&format!("{k:?}")),
+                    None => {
+                        let _ = write!(at, "{k:?}");
+                    }
                 }
                 match b.get(k) {
                     Some(w) => unknown_fields(v, w, at, out),
@@ -117,7 +114,7 @@ fn unknown_fields(orig: &Value, typed: &Value, at: &mut String, out: &mut Vec<St
         }
         (Value::Sequence(a), Value::Sequence(b)) => {
             for (i, (v, w)) in a.iter().zip(b).enumerate() {
-                at.push_str(&format!("[{i}]"));
+                let _ = write!(at, "[{i}]");
                 unknown_fields(v, w, at, out);
                 at.truncate(len);
             }

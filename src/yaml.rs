@@ -11,6 +11,7 @@
 //! untouched documents: those are written back as the bytes helm printed.
 
 use serde_yaml::Value;
+use std::fmt::Write;
 
 /// A document as block-style YAML text, ending in a newline.
 pub fn to_string(v: &Value) -> String {
@@ -85,14 +86,14 @@ fn scalar(v: &Value, out: &mut String) {
     match v {
         Value::Null => out.push_str("null"),
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => out.push_str(&n.to_string()),
+        Value::Number(n) => {
+            let _ = write!(out, "{n}");
+        }
         Value::String(s) => string(s, out),
         Value::Mapping(_) => out.push_str("{}"),
         Value::Sequence(_) => out.push_str("[]"),
         // Tags do not occur in Kubernetes objects; keep the value, JSON-encoded.
-        Value::Tagged(t) => {
-            out.push_str(&serde_json::to_string(&t.value).unwrap_or_else(|_| "null".to_owned()))
-        }
+        Value::Tagged(t) => out.push_str(&json(&t.value)),
     }
 }
 
@@ -118,18 +119,23 @@ fn string(s: &str, out: &mut String) {
         out.push_str(s);
         return;
     }
-    let json = serde_json::to_string(s).expect("strings serialize");
+    out.push_str(&json(s));
+}
+
+/// `v` as JSON that a YAML reader reads back unchanged (JSON is YAML flow content).
+/// JSON leaves U+0085, U+2028 and U+2029 raw, but a YAML 1.1 reader folds a raw NEL (a
+/// line break to it) in a quoted scalar into a space: all three are escaped. A value JSON
+/// cannot hold (a map with non-string keys, possible only under a YAML tag) is `null`.
+pub fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+    let Ok(json) = serde_json::to_string(v) else {
+        return "null".to_owned();
+    };
     if json.contains(['\u{85}', '\u{2028}', '\u{2029}']) {
-        // JSON leaves U+0085, U+2028 and U+2029 raw; a YAML reader folds a raw NEL
-        // (a YAML 1.1 line break) in a quoted scalar into a space: escape all three.
-        out.push_str(
-            &json
-                .replace('\u{85}', "\\u0085")
-                .replace('\u{2028}', "\\u2028")
-                .replace('\u{2029}', "\\u2029"),
-        );
+        json.replace('\u{85}', "\\u0085")
+            .replace('\u{2028}', "\\u2028")
+            .replace('\u{2029}', "\\u2029")
     } else {
-        out.push_str(&json);
+        json
     }
 }
 

@@ -228,7 +228,11 @@ const BAD: &[Bad] = &[
         1,
         &["item 0 of List", "has no `kind`"],
     ),
-    inject("list-without-items.yaml", 1, &["a List without `items`"]),
+    inject(
+        "list-without-items.yaml",
+        1,
+        &["a List without `items`", "Put its objects under `items:`"],
+    ),
     // The API workload.
     inject(
         "no-api-workload.yaml",
@@ -967,10 +971,12 @@ fn render_is_deterministic() {
 
 /// Differential check of the splitter's fast line scan against the YAML parser:
 /// the fuzz target `split`'s property, on its regressions and on every corpus file.
-fn scan_agrees(src: &str) {
+/// Returns how many heads were compared (0 when the input does not split).
+fn scan_agrees(src: &str) -> usize {
     let Ok(stream) = lockstep::stream::split(src) else {
-        return;
+        return 0;
     };
+    let mut compared = 0;
     for doc in &stream.docs {
         let parsed =
             serde_yaml::from_str::<serde_yaml::Value>(doc.body.trim_start_matches('\u{feff}'));
@@ -980,6 +986,7 @@ fn scan_agrees(src: &str) {
                     panic!("scan read {head:?}, parser: {e:#} in {:?}", doc.body)
                 });
                 assert_eq!(&h, head, "scan and parser disagree on {:?}", doc.body);
+                compared += 1;
             }
             (None, Ok(v)) => assert!(
                 v.is_null(),
@@ -989,12 +996,11 @@ fn scan_agrees(src: &str) {
             (_, Err(_)) => {}
         }
     }
+    compared
 }
 
 /// Inputs the fuzz targets found (minimized), each once a crash of fuzz/fuzz_targets/split.rs.
 const SCAN_REGRESSIONS: &[&str] = &[
-    // An indented mapping taken for an empty document.
-    "---\n  publishNotReadyAddresses: true\n  ports:\n    - port: 5432\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n",
     // Plain scalars the parser reads as numbers or null.
     "kind: ConfigMap\napiVersion: v1\nmetadata:\n  name: 123\n",
     "kind: ConfigMap\napiVersion: v1\nmetadata:\n  name: a\n  namespace: null\n",
@@ -1023,18 +1029,26 @@ const SCAN_REGRESSIONS: &[&str] = &[
 #[test]
 fn scan_regressions_agree_with_the_parser() {
     for src in SCAN_REGRESSIONS {
-        scan_agrees(src);
+        // Each is valid YAML: a regression that stopped splitting would check nothing.
+        // Each is valid YAML: a regression that stopped splitting would check nothing.
+        assert!(scan_agrees(src) > 0, "nothing compared for {src:?}");
     }
+    // An indented mapping was once taken for an empty document and passed through; it
+    // is a document without `kind`.
+    let indented = "---\n  publishNotReadyAddresses: true\n  ports:\n    - port: 5432\n---\napiVersion: v1\nkind: Service\nmetadata:\n  name: s\n";
+    let err = format!("{:#}", lockstep::stream::split(indented).unwrap_err());
+    assert!(err.contains("no `kind`"), "{err}");
 }
 
 #[test]
 fn corpus_files_scan_like_the_parser() {
+    let mut compared = 0;
     for dir in ["tests/bad", "tests/odd"] {
         for entry in std::fs::read_dir(repo().join(dir)).unwrap() {
             let path = entry.unwrap().path();
             if path.is_file() {
                 if let Ok(text) = std::fs::read_to_string(&path) {
-                    scan_agrees(&text);
+                    compared += scan_agrees(&text);
                 }
             }
         }
@@ -1042,9 +1056,11 @@ fn corpus_files_scan_like_the_parser() {
     for entry in std::fs::read_dir(shared().join("fixtures/prefect-server")).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
-            scan_agrees(&std::fs::read_to_string(&path).unwrap());
+            compared += scan_agrees(&std::fs::read_to_string(&path).unwrap());
         }
     }
+    // The fixtures alone hold hundreds of documents.
+    assert!(compared > 300, "only {compared} heads compared");
 }
 
 /// The fuzz crate stays out of the root build: its own workspace, its own lock.
