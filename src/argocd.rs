@@ -374,7 +374,7 @@ fn parameters(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String
 fn detect(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<Vec<Announcement>> {
     let (req, _) = request(cwd, env)?;
     let rendered = crate::obtain(&req, notes)?;
-    let a = crate::analyze(&req, &rendered, notes)?;
+    let a = crate::analyze(&req, &rendered.text, &rendered.origin, notes)?;
     let mut list = vec![
         announce(
             "detected-chart",

@@ -932,7 +932,7 @@ fn plan(helm: &Path, inv: &Invocation, conn: &Connection, notes: &mut Vec<String
     };
     let mut scratch = Vec::new();
     let rendered = crate::obtain(&target_req, &mut scratch)?;
-    let a = crate::analyze(&target_req, &rendered, &mut scratch)?;
+    let a = crate::analyze(&target_req, &rendered.text, &rendered.origin, &mut scratch)?;
     let text = match req.from.as_deref() {
         Some(f) => {
             let from = gate::parse_version(f).ok_or_else(|| anyhow!("--from {f:?} is not a version (e.g. 0.8.2)"))?;

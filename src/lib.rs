@@ -143,26 +143,87 @@ pub struct Analysis<'a> {
     pub api: ApiWorkload,
     pub target: Version,
     pub admission: Admission,
+}
+
+/// What the source stage learnt besides the text; all `None` for a given stream.
+#[derive(Default)]
+pub struct Origin {
+    /// Chart.yaml of the rendered chart.
+    pub chart: Option<ChartMeta>,
+    pub profile: Option<Profile>,
+    /// The values helm rendered with: the chart's defaults, the files, `--set`.
     pub values: Option<serde_yaml::Value>,
+    /// The user's own values: the files and `--set`, without the chart's defaults.
+    pub user: Option<serde_yaml::Value>,
 }
 
 /// The text to work on: helm's render of the chart, or the given stream
 /// (borrowed from the request, not copied).
 pub struct Rendered<'r> {
     pub text: std::borrow::Cow<'r, str>,
-    pub chart: Option<ChartMeta>,
-    pub profile: Option<Profile>,
-    pub values: Option<serde_yaml::Value>,
+    pub origin: Origin,
+}
+
+/// The source and render stages under way: helm renders (or the stream is at hand)
+/// while the caller goes on; [`Pending::finish`] gives the text.
+pub struct Pending<'r> {
+    text: PendingText<'r>,
+    pub origin: Origin,
+}
+
+enum PendingText<'r> {
+    Given(&'r str),
+    Helm(render::Running),
+}
+
+impl<'r> Pending<'r> {
+    /// Waits for the render.
+    pub fn finish(self) -> Result<Rendered<'r>> {
+        let text = match self.text {
+            PendingText::Given(text) => std::borrow::Cow::Borrowed(text),
+            PendingText::Helm(running) => running.finish()?.into(),
+        };
+        Ok(Rendered {
+            text,
+            origin: self.origin,
+        })
+    }
+
+    /// `work(text, origin)` on the final text, or helm's failure; for a chart, started
+    /// on helm's output as soon as it has arrived, while helm exits
+    /// ([`render::Running::finish_with`]): `work` must depend on nothing but its
+    /// arguments.
+    pub fn finish_with<T>(self, mut work: impl FnMut(&str, &Origin) -> T) -> Result<T> {
+        let origin = &self.origin;
+        let result = match self.text {
+            PendingText::Given(text) => Ok(work(text, origin)),
+            PendingText::Helm(running) => running
+                .finish_with(|text| work(text, origin))
+                .map(|(_, result)| result),
+        };
+        // Freeing the values and the profile (thousands of YAML nodes) takes longer
+        // than the whole render after helm: not on the way to the output.
+        drop_aside(self.origin);
+        result
+    }
 }
 
 /// Runs the source and render stages.
 pub fn obtain<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Rendered<'r>> {
+    begin(req, notes)?.finish()
+}
+
+/// Starts the source and render stages: starts helm, and while it renders works out
+/// the profile, the values and the gate that needs no render. An error there stops
+/// helm.
+pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r>> {
     match &req.input {
-        Input::Stream(text) => Ok(Rendered {
-            text: std::borrow::Cow::Borrowed(text),
-            chart: None,
-            profile: req.profile.as_deref().map(profile::load).transpose()?,
-            values: None,
+        Input::Stream(text) => Ok(Pending {
+            text: PendingText::Given(text),
+            origin: Origin {
+                profile: req.profile.as_deref().map(profile::load).transpose()?,
+                ..Origin::default()
+            },
         }),
         Input::Chart(c) => {
             let helm = render::helm_bin()?;
@@ -188,6 +249,7 @@ pub fn obtain<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Rendered<
                 &c.set,
                 &c.set_string,
             )?;
+            let user = source::merged_values(None, &c.values, &c.set, &c.set_string)?;
             // The gate before helm's output is used, when the release is known without
             // rendering: a chart that `fail`s on a key an older release read must not
             // hide the gate's refusal and its fix (`lockstep values migrate`).
@@ -199,15 +261,16 @@ pub fn obtain<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Rendered<
                 VersionSource::ImageTag => None,
             };
             if let Some(target) = early_target {
-                let user = source::merged_values(None, &c.values, &c.set, &c.set_string)?;
                 gate_check(req, &profile, &meta.name, &target, &user, &values)?;
             }
-            let text = rendering.finish()?;
-            Ok(Rendered {
-                text: text.into(),
-                chart: Some(meta),
-                profile: Some(profile),
-                values: Some(values),
+            Ok(Pending {
+                text: PendingText::Helm(rendering),
+                origin: Origin {
+                    chart: Some(meta),
+                    profile: Some(profile),
+                    values: Some(values),
+                    user: Some(user),
+                },
             })
         }
     }
@@ -249,16 +312,17 @@ fn release_name(req: &Request, meta: Option<&ChartMeta>) -> Result<String> {
 /// Runs stream, locate and gate over a rendered text.
 pub fn analyze<'a>(
     req: &Request,
-    rendered: &'a Rendered<'_>,
+    text: &'a str,
+    origin: &Origin,
     notes: &mut Vec<String>,
 ) -> Result<Analysis<'a>> {
-    let stream = match stream::split(&rendered.text) {
-        Err(e) if rendered.chart.is_some() => {
+    let stream = match stream::split(text) {
+        Err(e) if origin.chart.is_some() => {
             return Err(e.context("the output of `helm template` is not a manifest stream lockstep can read: check that HELM_BIN is helm and that the chart renders Kubernetes objects"))
         }
         r => r?,
     };
-    let profile = match &rendered.profile {
+    let profile = match &origin.profile {
         Some(p) => p.clone(),
         None => {
             let meta = stream_chart_meta(&stream);
@@ -266,7 +330,7 @@ pub fn analyze<'a>(
         }
     };
     let api = locate::find(&stream, &profile, req.api_workload.as_ref())?;
-    let chart = rendered
+    let chart = origin
         .chart
         .clone()
         .or_else(|| source::meta_from_workload(&api))
@@ -296,22 +360,13 @@ pub fn analyze<'a>(
         ));
     }
     let empty = serde_yaml::Value::Null;
-    let user = match (&req.input, &rendered.values) {
-        (Input::Chart(c), Some(_)) => Some(source::merged_values(
-            None,
-            &c.values,
-            &c.set,
-            &c.set_string,
-        )?),
-        _ => None,
-    };
     let admission = gate_check(
         req,
         &profile,
         &chart.name,
         &target,
-        user.as_ref().unwrap_or(&empty),
-        rendered.values.as_ref().unwrap_or(&empty),
+        origin.user.as_ref().unwrap_or(&empty),
+        origin.values.as_ref().unwrap_or(&empty),
     )?;
     for step in &admission.steps {
         for note in step.info.iter().flat_map(|i| &i.notes) {
@@ -332,7 +387,6 @@ pub fn analyze<'a>(
         api,
         target,
         admission,
-        values: rendered.values.clone(),
     })
 }
 
@@ -414,9 +468,44 @@ fn identify(profile: &Profile, chart: &ChartMeta, api: &ApiWorkload) -> Result<V
 
 /// The whole pipeline: writes the final stream to `out` only when every stage passed.
 pub fn run(req: &Request, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
-    // The templates do not depend on the render: compile them while helm runs (their
-    // errors are still reported only where they were, after the analysis).
-    std::thread::scope(|scope| run_with(req, out, notes, scope.spawn(|| load_templates(req))))
+    // The templates do not depend on the render: compile them on a thread while helm
+    // renders or the stream is split (their errors are still reported only where they
+    // were, after the analysis).
+    std::thread::scope(|scope| {
+        let templates = scope.spawn(|| load_templates(req));
+        let join = move || {
+            templates
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+        };
+        let pending = begin(req, notes)?;
+        if let PendingText::Given(text) = pending.text {
+            return produce(req, text, &pending.origin, join, notes, out);
+        }
+        // A chart: the rest of the pipeline runs on helm's output while helm exits, into
+        // a buffer written only once helm has succeeded with exactly that output.
+        let templates = join();
+        let (bytes, more_notes) = pending.finish_with(|text, origin| {
+            let (mut bytes, mut notes) = (Vec::new(), Vec::new());
+            let templates = || templates.as_ref().map_err(|e| anyhow!("{e:#}"));
+            let done = produce(req, text, origin, templates, &mut notes, &mut bytes);
+            (done.map(|()| bytes), notes)
+        })?;
+        notes.extend(more_notes);
+        out.write_all(&bytes?)?;
+        out.flush()?;
+        drop_aside(templates);
+        Ok(())
+    })
+}
+
+/// Drops `value` on a thread of its own, off the way to the output: the process is
+/// about to exit, and freeing a large tree costs more than what is left to do. (If no
+/// thread can be had, the closure, and `value` with it, is dropped here.)
+fn drop_aside<T: Send + 'static>(value: T) {
+    let _ = std::thread::Builder::new()
+        .name("drop".into())
+        .spawn(move || drop(value));
 }
 
 fn load_templates(req: &Request) -> Result<template::Templates> {
@@ -432,14 +521,17 @@ fn load_templates(req: &Request) -> Result<template::Templates> {
     template::Templates::new(job_template.as_ref().map(|(o, t)| (o.as_str(), t.clone())))
 }
 
-fn run_with(
+/// Stream, locate, gate, inject and emit over `text`. `templates` is called only when
+/// a Job is to be injected.
+fn produce<T: std::borrow::Borrow<template::Templates>>(
     req: &Request,
-    out: &mut dyn Write,
+    text: &str,
+    origin: &Origin,
+    templates: impl FnOnce() -> Result<T>,
     notes: &mut Vec<String>,
-    templates: std::thread::ScopedJoinHandle<'_, Result<template::Templates>>,
+    out: &mut dyn Write,
 ) -> Result<()> {
-    let rendered = obtain(req, notes)?;
-    let a = analyze(req, &rendered, notes)?;
+    let a = analyze(req, text, origin, notes)?;
     let injection = match inject::skip_reason(&a.profile, &a.api) {
         Some(why) => {
             notes.push(format!(
@@ -448,9 +540,7 @@ fn run_with(
             Injection::default()
         }
         None => {
-            let templates = templates
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            let templates = templates()?;
             let opts = Options {
                 release: a.release.clone(),
                 namespace: req.namespace.clone(),
@@ -465,7 +555,7 @@ fn run_with(
                 &a.profile,
                 &a.api,
                 &a.admission,
-                &templates,
+                templates.borrow(),
                 &opts,
                 notes,
             )?

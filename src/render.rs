@@ -135,22 +135,143 @@ pub fn start(helm: &Path, args: &[OsString], what: &'static str) -> Result<Runni
 impl Running {
     /// Waits for helm and returns what it printed on stdout; on failure, what it said
     /// on stderr.
-    pub fn finish(mut self) -> Result<String> {
+    pub fn finish(self) -> Result<String> {
+        self.finish_with(|_| ()).map(|(text, ())| text)
+    }
+
+    /// [`finish`](Running::finish), with `early` run on helm's output as soon as that
+    /// has arrived, while helm is still shutting down. helm prints a render in one
+    /// write and exits milliseconds later, and `early` is the rest of the caller's
+    /// work; this way the two overlap.
+    ///
+    /// What the caller gets is exactly `(text, early(&text))` for the final output,
+    /// or helm's failure. A result of `early` is kept only if helm then succeeded and
+    /// printed nothing after the bytes `early` saw. Otherwise `early` runs again on the
+    /// final text, so it must be a pure function of the text it is given. A
+    /// snapshot that cuts a UTF-8 character is not passed to `early` at all.
+    pub fn finish_with<T>(mut self, mut early: impl FnMut(&str) -> T) -> Result<(String, T)> {
         let what = self.what;
-        let child = self.child.take().expect("finished once");
-        let out = child
-            .wait_with_output()
-            .with_context(|| format!("could not read the output of {what}"))?;
-        if !out.status.success() {
-            let msg = String::from_utf8_lossy(&out.stderr);
+        let child = self.child.as_mut().expect("finished once");
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let shared = Shared::default();
+        let (stderr_bytes, spoken) = std::thread::scope(|s| {
+            let reader = s.spawn(|| shared.fill(stdout));
+            let stderr_reader = s.spawn(|| {
+                let mut buf = Vec::new();
+                if let Some(mut e) = stderr {
+                    let _ = std::io::Read::read_to_end(&mut e, &mut buf);
+                }
+                buf
+            });
+            let (mut seen, mut spoken) = (None, None);
+            while let Some(snapshot) = shared.next_quiet_snapshot(seen) {
+                seen = Some(snapshot.len());
+                if let Ok(text) = std::str::from_utf8(&snapshot) {
+                    spoken = Some((snapshot.len(), early(text)));
+                }
+            }
+            let read = reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let err = stderr_reader
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            read.with_context(|| format!("could not read the output of {what}"))?;
+            Ok::<_, anyhow::Error>((err, spoken))
+        })?;
+        let mut child = self.child.take().expect("finished once");
+        let status = child
+            .wait()
+            .with_context(|| format!("could not wait for {what}"))?;
+        if !status.success() {
+            let msg = String::from_utf8_lossy(&stderr_bytes);
             bail!(
-                "{what} failed ({}): {}\n  fix: correct the chart or values helm names above, and check it with `helm template`",
-                out.status,
+                "{what} failed ({status}): {}\n  fix: correct the chart or values helm names above, and check it with `helm template`",
                 msg.trim()
             );
         }
-        String::from_utf8(out.stdout)
-            .with_context(|| format!("{what} printed output that is not UTF-8"))
+        let bytes = std::mem::take(&mut *shared.state.lock().expect("reader done"));
+        let text = String::from_utf8(bytes.bytes)
+            .with_context(|| format!("{what} printed output that is not UTF-8"))?;
+        let result = match spoken {
+            // The output only grows: the same length is the same bytes.
+            Some((len, result)) if len == text.len() => result,
+            _ => early(&text),
+        };
+        Ok((text, result))
+    }
+}
+
+/// helm's stdout as it arrives, shared between the thread that reads it and the one
+/// that works on it.
+#[derive(Default)]
+struct Shared {
+    state: std::sync::Mutex<Output>,
+    changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Output {
+    bytes: Vec<u8>,
+    eof: bool,
+}
+
+/// How long the output must stay unchanged before it is worked on: a render larger
+/// than the pipe arrives in pieces microseconds apart.
+const QUIET: std::time::Duration = std::time::Duration::from_micros(200);
+
+impl Shared {
+    /// Reads `from` to its end, publishing every piece.
+    fn fill(&self, from: Option<std::process::ChildStdout>) -> std::io::Result<()> {
+        let result = match from {
+            Some(mut r) => {
+                let mut buf = vec![0u8; 1 << 16];
+                loop {
+                    match std::io::Read::read(&mut r, &mut buf) {
+                        Ok(0) => break Ok(()),
+                        Ok(n) => {
+                            self.state
+                                .lock()
+                                .expect("no panic holding it")
+                                .bytes
+                                .extend_from_slice(&buf[..n]);
+                            self.changed.notify_all();
+                        }
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+            None => Ok(()),
+        };
+        self.state.lock().expect("no panic holding it").eof = true;
+        self.changed.notify_all();
+        result
+    }
+
+    /// A copy of the output once it has grown past `seen` bytes and then stayed the
+    /// same for [`QUIET`]; `None` once the output is complete (the caller then works on
+    /// the final text).
+    fn next_quiet_snapshot(&self, seen: Option<usize>) -> Option<Vec<u8>> {
+        let mut state = self.state.lock().expect("no panic holding it");
+        loop {
+            if state.eof {
+                return None;
+            }
+            let len = state.bytes.len();
+            if len == 0 || Some(len) == seen {
+                state = self.changed.wait(state).expect("no panic holding it");
+                continue;
+            }
+            let (next, timeout) = self
+                .changed
+                .wait_timeout(state, QUIET)
+                .expect("no panic holding it");
+            state = next;
+            if timeout.timed_out() && state.bytes.len() == len && !state.eof {
+                return Some(state.bytes.clone());
+            }
+        }
     }
 }
 
@@ -210,6 +331,82 @@ mod tests {
             !Path::new(&format!("/proc/{pid}")).exists(),
             "killed and reaped"
         );
+    }
+
+    /// `sh -c SCRIPT` started as helm would be (the test's stand-in for helm).
+    fn sh(script: &str) -> Running {
+        let sh = which(std::ffi::OsStr::new("sh")).expect("sh on PATH");
+        start(&sh, &["-c".into(), script.into()], "sh").unwrap()
+    }
+
+    #[test]
+    fn early_work_on_output_that_grew_later_is_done_again() {
+        let mut seen = Vec::new();
+        let (text, len) = sh("printf 'first'; sleep 0.3; printf ' second'")
+            .finish_with(|t| {
+                seen.push(t.to_owned());
+                t.len()
+            })
+            .unwrap();
+        assert_eq!(text, "first second");
+        assert_eq!(len, text.len(), "the result is the final text's");
+        assert_eq!(
+            seen,
+            ["first", "first second"],
+            "worked on early, then again"
+        );
+    }
+
+    #[test]
+    fn early_work_on_the_final_output_is_used_without_a_second_run() {
+        let mut seen = Vec::new();
+        let t0 = std::time::Instant::now();
+        let (text, (upper, at)) = sh("printf 'all of it'; sleep 0.5")
+            .finish_with(|t| {
+                seen.push(t.to_owned());
+                (t.to_uppercase(), t0.elapsed())
+            })
+            .unwrap();
+        assert_eq!((text.as_str(), upper.as_str()), ("all of it", "ALL OF IT"));
+        assert_eq!(seen, ["all of it"], "once");
+        assert!(
+            t0.elapsed() - at > std::time::Duration::from_millis(250),
+            "worked on while the process still ran: at {at:?}, done at {:?}",
+            t0.elapsed()
+        );
+    }
+
+    #[test]
+    fn a_failure_after_the_output_wins_over_early_work() {
+        let mut ran = 0;
+        let err = sh("printf 'looks fine'; sleep 0.2; echo 'Error: it was not' >&2; exit 1")
+            .finish_with(|_| ran += 1)
+            .unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("sh failed") && msg.contains("Error: it was not"),
+            "{msg}"
+        );
+        assert_eq!(ran, 1, "the early work ran, and its result was not used");
+    }
+
+    #[test]
+    fn a_snapshot_that_cuts_a_character_is_not_worked_on() {
+        let mut seen = Vec::new();
+        let (text, ()) = sh("printf 'caf\\303'; sleep 0.3; printf '\\251'")
+            .finish_with(|t| seen.push(t.to_owned()))
+            .unwrap();
+        assert_eq!(text, "café");
+        assert_eq!(seen, ["café"]);
+    }
+
+    #[test]
+    fn output_larger_than_a_pipe_arrives_whole() {
+        // 1 MiB in one write: the reader sees it in pipe-sized pieces.
+        let (text, len) = sh("head -c 1048576 /dev/zero | tr '\\0' x")
+            .finish_with(str::len)
+            .unwrap();
+        assert_eq!((text.len(), len), (1 << 20, 1 << 20));
     }
 
     #[test]
