@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
-"""Times two commands interleaved (A B A B ...), so that a shared machine's drift hits both
-alike, and writes hyperfine-shaped JSON plus the median of the per-pair ratios B/A.
+"""Times commands interleaved (A B C, C B A, ...), so that a shared machine's drift hits
+all alike, and writes hyperfine-shaped JSON plus, for each pair of commands, the median
+of the per-round ratios.
 
-    pairs.py OUT.json RUNS WARMUP NAME_A CMD_A NAME_B CMD_B
+    pairs.py OUT.json RUNS WARMUP NAME_A CMD_A NAME_B CMD_B [NAME_C CMD_C ...]
 
 Commands are argument vectors written as one shell-quoted string (split with shlex; no
 shell runs them); stdout goes to /dev/null, stderr too, and each must exit 0.
+`pair_ratio_median` is B against A; `ratios["X/Y"]` is X against Y for every pair.
 """
 import json, shlex, statistics, subprocess, sys, time
 
-out, runs, warmup, name_a, cmd_a, name_b, cmd_b = sys.argv[1:8]
-runs, warmup = int(runs), int(warmup)
-cmds = [(name_a, shlex.split(cmd_a)), (name_b, shlex.split(cmd_b))]
+out, runs, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+rest = sys.argv[4:]
+cmds = [(rest[i], shlex.split(rest[i + 1])) for i in range(0, len(rest), 2)]
 
 
 def once(argv):
@@ -25,10 +27,15 @@ for _ in range(warmup):
         once(argv)
 times = {name: [] for name, _ in cmds}
 for i in range(runs):
-    # Alternate which goes first, so neither always runs on a warmer cache.
+    # Alternate the order, so none always runs on a warmer cache.
     for name, argv in cmds if i % 2 == 0 else cmds[::-1]:
         times[name].append(once(argv))
-ratios = [b / a for a, b in zip(times[name_a], times[name_b])]
+names = [name for name, _ in cmds]
+ratios = {
+    f"{b}/{a}": statistics.median(y / x for x, y in zip(times[a], times[b]))
+    for i, a in enumerate(names)
+    for b in names[i + 1:]
+}
 results = [
     {
         "command": name,
@@ -41,7 +48,7 @@ results = [
     }
     for name, t in times.items()
 ]
-json.dump({"results": results, "pair_ratio_median": statistics.median(ratios)}, open(out, "w"), indent=1)
-a, b = results
-print(f"{name_a}: median {a['median']*1e3:.1f} ms; {name_b}: median {b['median']*1e3:.1f} ms; "
-      f"median of pair ratios {statistics.median(ratios):.3f}", file=sys.stderr)
+json.dump({"results": results, "pair_ratio_median": ratios[f"{names[1]}/{names[0]}"], "ratios": ratios},
+          open(out, "w"), indent=1)
+print("; ".join(f"{n}: median {statistics.median(times[n])*1e3:.1f} ms" for n in names) + "; "
+      + "; ".join(f"{k} {v:.3f}" for k, v in ratios.items()), file=sys.stderr)

@@ -6,7 +6,9 @@
 #
 # (a) `lockstep render` vs `helm template` alone, same chart, same arguments
 #     (examples/charts/prefect-server, examples/charts/prefect-cloud-1.2.0, and a generated
-#     chart of 500 ConfigMaps + 4 big CRDs + the API Deployment): ratio of wall times.
+#     chart of 500 ConfigMaps + 4 big CRDs + the API Deployment): ratio of wall times, with
+#     the floor beside them (bench/floor.rs: a wrapper that only runs helm and copies its
+#     output).
 # (b) `lockstep inject` on generated streams of 1, 10, 50, 200 MB (one API workload among
 #     tens of thousands of documents, big CRDs included) vs `cat` (the I/O floor), and the
 #     same edit (add a migration Job running the API's image) with yq (Debian's, the jq
@@ -46,26 +48,22 @@ KUSTOMIZE_MAX=${KUSTOMIZE_MAX:-1}
 
 # ---- (a) render vs helm template ---------------------------------------------------------
 python3 bench/gen-chart.py "$OUT/big-chart"
+# The floor: a wrapper that only runs helm and copies its output (bench/floor.rs).
+rustc -O --edition 2021 -o "$OUT/floor" bench/floor.rs
 chart_bench() { # NAME CHART RELEASE FROM [helm/lockstep args...]
   local name=$1 chart=$2 release=$3 from=$4; shift 4
   echo "bench: (a) $name" >&2
-  # Interleaved pairs (bench/pairs.py), not hyperfine's one-command-then-the-other: on a
-  # shared machine a few ms of drift between the two blocks is the size of the difference.
-  python3 bench/pairs.py "$OUT/render-$name.json" $(( RUNS * 2 )) 3 \
+  # Interleaved rounds (bench/pairs.py), not hyperfine's one-command-then-the-other: on a
+  # shared machine a few ms of drift between the blocks is the size of the difference.
+  python3 bench/pairs.py "$OUT/render-$name.json" $(( RUNS * 4 )) 3 \
     "helm template" "$H template $release $chart --namespace=prefect $* --include-crds" \
-    "lockstep render" "$L render $chart --release $release -n prefect --from $from $*"
+    "lockstep render" "$L render $chart --release $release -n prefect --from $from $*" \
+    "floor wrapper" "$OUT/floor $H template $release $chart --namespace=prefect $* --include-crds"
 }
 chart_bench prefect-server examples/charts/prefect-server prefect-server 3.7.8
 chart_bench prefect-cloud-1.2.0 examples/charts/prefect-cloud-1.2.0 prefect-cloud 0.8.2 \
   --values=examples/values/prefect-cloud/values-1.2.0.yaml
 chart_bench big-chart "$OUT/big-chart" big 3.7.8
-# For scale: what wrapping helm costs by itself, with no work at all (a shell that runs helm
-# and passes its output on through a pipe), against helm alone.
-echo "bench: (a) wrapper floor" >&2
-python3 bench/pairs.py "$OUT/render-floor.json" $(( RUNS * 2 )) 3 \
-  "helm template" "$H template prefect-server examples/charts/prefect-server --namespace=prefect --include-crds" \
-  "sh -c 'helm template | cat'" "sh -c '$H template prefect-server examples/charts/prefect-server --namespace=prefect --include-crds | cat'"
-
 # ---- (b) inject on large streams ---------------------------------------------------------
 JOBPROG='. + [ .[] | select(.kind == "Deployment" and .metadata.labels["app.kubernetes.io/component"] == "server")
   | {apiVersion: "batch/v1", kind: "Job", metadata: {name: "prefect-server-migrate-database", namespace: .metadata.namespace},

@@ -76,7 +76,7 @@ pub struct ChartInput {
 pub enum Input {
     Chart(ChartInput),
     /// An already rendered stream (stdin).
-    Stream(String),
+    Stream(source::Text),
 }
 
 /// Everything one render needs, whichever front-end built it.
@@ -347,7 +347,7 @@ pub fn analyze<'a>(
                     .clone()
                     .or_else(|| api.labels.get("app.kubernetes.io/instance").cloned()),
                 // Only the name is read: no copy of the input stream.
-                ..Request::new(Input::Stream(String::new()))
+                ..Request::new(Input::Stream(String::new().into()))
             },
             Some(&chart),
         )?,

@@ -1,13 +1,13 @@
 //! The `lockstep` command line: a thin adapter that builds a [`lockstep::Request`]
 //! (or calls the gate's plan) and maps errors to exit codes. It owns no stage.
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use clap::{Args, Parser, Subcommand};
 use lockstep::config::{self, AppConfig, Lock};
 use lockstep::inject::Phase;
 use lockstep::locate::WorkloadRef;
 use lockstep::{exit, gate, profile, ChartInput, Input, Request};
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 const EXIT_CODES: &str = "Exit codes: 0 success; 1 error (bad input, helm failed, no API workload, ...); 2 usage; 3 the upgrade gate refused (a skipped release, a downgrade, values a step breaks).\nOn any error nothing is written to stdout.";
@@ -188,18 +188,14 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
             lockstep::run(&req, &mut stdout.lock(), notes)
         }
         Cmd::Inject(common) => {
-            // One buffer, sized up front when stdin is a file; else it starts at 1 MiB so
-            // the allocator grows it in place instead of copying (peak memory ≈ input).
+            // Sized once when stdin is a regular file.
             let size = std::fs::metadata("/dev/stdin")
                 .ok()
                 .filter(|m| m.is_file())
-                .map_or(1 << 20, |m| m.len() as usize + 1);
-            let mut bytes = Vec::with_capacity(size);
-            std::io::stdin()
-                .read_to_end(&mut bytes)
-                .context("cannot read the stream from stdin")?;
-            let text = String::from_utf8(bytes).map_err(|e| {
-                anyhow!("the input is not UTF-8 (invalid byte at offset {}): Kubernetes manifests are UTF-8 text", e.utf8_error().valid_up_to())
+                .and_then(|m| usize::try_from(m.len()).ok());
+            let text = lockstep::source::Text::read(std::io::stdin().lock(), size).map_err(|e| match e {
+                lockstep::source::ReadError::Io(e) => anyhow!(e).context("cannot read the stream from stdin"),
+                lockstep::source::ReadError::NotUtf8(at) => anyhow!("the input is not UTF-8 (invalid byte at offset {at}): Kubernetes manifests are UTF-8 text"),
             })?;
             let req = common_request(Input::Stream(text), common, None, Path::new("."))?;
             lockstep::run(&req, &mut stdout.lock(), notes)

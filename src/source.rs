@@ -3,7 +3,11 @@
 //! Reads chart metadata (Chart.yaml of a directory, `helm show chart` of a
 //! packaged .tgz, or the `helm.sh/chart` labels of an already rendered stream)
 //! and merges the user's values (chart defaults, `-f` files, `--set`) for the
-//! gate's values checks. It must not render: `render` runs helm.
+//! gate's values checks, and holds a stream given on stdin ([`Text`]). It must not
+//! render: `render` runs helm.
+
+mod text;
+pub use text::{ReadError, Text};
 
 use crate::locate::ApiWorkload;
 use crate::render;

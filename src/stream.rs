@@ -89,6 +89,20 @@ pub struct Stream<'a> {
     pub docs: Vec<Doc<'a>>,
     /// The input was a stream of JSON objects (written back as a YAML stream).
     pub json: bool,
+    /// The whole input: the borrowed `raw`s are slices of it, in order.
+    pub text: &'a str,
+}
+
+impl<'a> Stream<'a> {
+    /// Where `doc`'s raw bytes lie in [`Stream::text`]; None for a document made here
+    /// (an item of a List).
+    pub fn span(&self, doc: &Doc<'a>) -> Option<std::ops::Range<usize>> {
+        let Cow::Borrowed(raw) = doc.raw else {
+            return None;
+        };
+        let start = (raw.as_ptr() as usize).checked_sub(self.text.as_ptr() as usize)?;
+        (start + raw.len() <= self.text.len()).then(|| start..start + raw.len())
+    }
 }
 
 /// Kinds whose `List` wrappers are expanded so their items can be found.
@@ -110,39 +124,57 @@ pub fn split(src: &str) -> Result<Stream<'_>> {
             return Ok(stream);
         }
     }
-    let parts = split_yaml(src);
-    let docs = if src.len() < PARALLEL_MIN_BYTES {
-        read_heads(&parts)?
-    } else {
-        // Two halves by bytes, the second on a thread of its own; the halves are
-        // joined in order, and the first error in document order is the one reported,
-        // as in one pass.
-        let half = parts.partition_point(|(raw, _, _)| offset(src, raw) < src.len() / 2);
-        let (first, second) = parts.split_at(half);
-        let (first, second) = std::thread::scope(|s| {
-            let second = s.spawn(|| read_heads(second));
-            let first = read_heads(first);
-            let second = second
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            (first, second)
-        });
-        let mut docs = first?;
-        docs.extend(second?);
-        docs
+    let docs = match halfway(src) {
+        None => read_heads(&split_yaml(src, 1))?,
+        Some(mid) => {
+            // Two halves cut at a document marker, each split and read on a thread of
+            // its own; the halves are joined in order, and the first error in document
+            // order is the one reported, as in one pass. The second half's lines are
+            // numbered on from the first's.
+            let (first, second) = src.split_at(mid);
+            let (first, second) = std::thread::scope(|s| {
+                let second = s.spawn(move || {
+                    let line = 1 + memchr::memchr_iter(b'\n', first.as_bytes()).count();
+                    read_heads(&split_yaml(second, line))
+                });
+                let first = read_heads(&split_yaml(first, 1));
+                let second = second
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                (first, second)
+            });
+            let mut docs = first?;
+            docs.extend(second?);
+            docs
+        }
     };
     if docs.iter().all(|d| d.head.is_none()) {
         bail!("the manifest stream is empty: there is no Kubernetes object in it. Check that the chart renders something (`helm template`), and that the input is the rendered stream");
     }
-    Ok(Stream { docs, json: false })
+    Ok(Stream {
+        docs,
+        json: false,
+        text: src,
+    })
 }
 
-/// Streams this large have their heads read on two threads.
+/// Streams this large are split and read on two threads.
 const PARALLEL_MIN_BYTES: usize = 4 << 20;
 
-/// Where `part` (a slice of `src`) starts in `src`.
-fn offset(src: &str, part: &str) -> usize {
-    part.as_ptr() as usize - src.as_ptr() as usize
+/// Where to cut a large stream in two: the first document marker (`---` at the start
+/// of a line) from the middle on. None for a small stream, or one with no marker there.
+fn halfway(src: &str) -> Option<usize> {
+    if src.len() < PARALLEL_MIN_BYTES {
+        return None;
+    }
+    let bytes = src.as_bytes();
+    let from = src.len() / 2;
+    memchr::memmem::find_iter(&bytes[from..], b"\n---")
+        .map(|i| from + i + 1)
+        .find(|&pos| {
+            let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i + 1);
+            is_marker(&bytes[pos..end], b"---")
+        })
 }
 
 /// Documents with their heads read, Lists expanded.
@@ -165,12 +197,13 @@ fn is_list(h: &Head<'_>) -> bool {
 }
 
 /// Splits a YAML stream on `---` lines (and after `...` lines), returning
-/// (raw, body, line) triples that tile the input exactly.
-fn split_yaml(src: &str) -> Vec<(&str, &str, usize)> {
+/// (raw, body, line) triples that tile the input exactly. `src` starts at line
+/// `first_line` of the input.
+fn split_yaml(src: &str, first_line: usize) -> Vec<(&str, &str, usize)> {
     let mut out = Vec::new();
     let mut doc_start = 0; // start of the current raw slice
     let mut body_start = 0; // start of the current body
-    let mut doc_line = 1;
+    let mut doc_line = first_line;
     let bytes = src.as_bytes();
     // Only lines starting with `---` or `...` can be markers: find them with a
     // vectorized search instead of visiting every line.
@@ -184,7 +217,7 @@ fn split_yaml(src: &str) -> Vec<(&str, &str, usize)> {
     if bytes[first..].starts_with(b"---") || bytes[first..].starts_with(b"...") {
         starts.insert(0, first);
     }
-    let (mut line_no, mut counted) = (1, 0);
+    let (mut line_no, mut counted) = (first_line, 0);
     for pos in starts {
         if pos < doc_start {
             continue;
@@ -259,7 +292,11 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
     if docs.is_empty() {
         return Ok(None);
     }
-    Ok(Some(Stream { docs, json: true }))
+    Ok(Some(Stream {
+        docs,
+        json: true,
+        text: src,
+    }))
 }
 
 fn parse_body(body: &str) -> Result<Value> {
@@ -896,8 +933,26 @@ mod tests {
             let p = s.match_indices("---\n").nth(at).unwrap().0;
             s.insert_str(p, "---\nkind: [unclosed\n");
         };
+        // Split in halves, the documents are those of one pass, line numbers included;
+        // near the cut, lines that only look like markers and `...` ends.
+        let mid = src.len() / 2;
+        let cut = mid + src[mid..].find("---\n").unwrap();
+        src.insert_str(cut, "---x\n# not a marker\n...\n");
+        let halves = split(&src).unwrap();
+        let one = read_heads(&split_yaml(&src, 1)).unwrap();
+        assert_eq!(halves.docs.len(), one.len());
+        for (a, b) in halves.docs.iter().zip(&one) {
+            assert_eq!(
+                (&a.raw, &a.body, a.line, &a.head),
+                (&b.raw, &b.body, b.line, &b.head)
+            );
+        }
         bad(&mut src, 25_000);
         let late = format!("{:#}", split(&src).unwrap_err());
+        assert!(
+            late.contains(&format!("line {}", 25_000 * 7 + 3 + 1)),
+            "{late}"
+        );
         bad(&mut src, 100);
         let early = format!("{:#}", split(&src).unwrap_err());
         assert!(late.contains("malformed YAML") && early.contains("malformed YAML"));

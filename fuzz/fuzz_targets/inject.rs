@@ -16,7 +16,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(rest) else {
         return;
     };
-    let mut req = Request::new(Input::Stream(text.to_owned()));
+    let mut req = Request::new(Input::Stream(text.into()));
     req.profile = Some("prefect-server".into());
     if flags & 1 != 0 {
         req.phase = Phase::Sync;
