@@ -4,6 +4,12 @@
 //! (never a shell), and user-supplied strings are passed only as the values of
 //! flags lockstep chose (`--values=FILE`, `--set=K=V`), never as flags of their own.
 //!
+//! helm's output can be handed to the caller before helm has exited
+//! ([`Running::finish_with`]): helm prints a render in one write and then takes
+//! milliseconds to exit, and the rest of the pipeline runs in that time. A result
+//! computed that way is used only if helm succeeds with exactly the bytes it was
+//! computed from.
+//!
 //! This module owns talking to helm. It must not interpret what helm prints
 //! beyond success and failure: `stream` splits the output.
 
