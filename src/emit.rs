@@ -1,9 +1,10 @@
 //! Emit: write the final stream.
 //!
-//! Untouched documents are written as the exact slices of the input they were (a run
-//! of them that lay side by side in the input, as one slice); edited documents are re-serialized in place (keeping their leading comment
-//! lines, such as helm's `# Source:`); dropped ones are left out; new documents
-//! follow in the order `inject` gave them.
+//! Untouched documents are written as the exact slices of the input they were (a
+//! run of them that lay side by side in the input, as one slice); edited documents
+//! are re-serialized in place (keeping their leading comment lines, such as helm's
+//! `# Source:`); dropped ones are left out; new documents follow in the order
+//! `inject` gave them.
 //!
 //! This module owns the output bytes. It is called only after every check has
 //! passed, so nothing reaches stdout for a render that fails. It must not decide

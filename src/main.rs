@@ -188,15 +188,7 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
             lockstep::run(&req, &mut stdout.lock(), notes)
         }
         Cmd::Inject(common) => {
-            // Sized once when stdin is a regular file.
-            let size = std::fs::metadata("/dev/stdin")
-                .ok()
-                .filter(|m| m.is_file())
-                .and_then(|m| usize::try_from(m.len()).ok());
-            let text = lockstep::source::Text::read(std::io::stdin().lock(), size).map_err(|e| match e {
-                lockstep::source::ReadError::Io(e) => anyhow!(e).context("cannot read the stream from stdin"),
-                lockstep::source::ReadError::NotUtf8(at) => anyhow!("the input is not UTF-8 (invalid byte at offset {at}): Kubernetes manifests are UTF-8 text"),
-            })?;
+            let text = lockstep::source::Text::from_stdin()?;
             let req = common_request(Input::Stream(text), common, None, Path::new("."))?;
             lockstep::run(&req, &mut stdout.lock(), notes)
         }

@@ -175,10 +175,7 @@ fn halfway(src: &str) -> Option<usize> {
     let from = src.len() / 2;
     memchr::memmem::find_iter(&bytes[from..], b"\n---")
         .map(|i| from + i + 1)
-        .find(|&pos| {
-            let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i + 1);
-            is_marker(&bytes[pos..end], b"---")
-        })
+        .find(|&pos| is_marker(line_at(bytes, pos), b"---"))
 }
 
 /// Documents with their heads read, Lists expanded.
@@ -226,8 +223,8 @@ fn split_yaml(src: &str, first_line: usize) -> Vec<(&str, &str, usize)> {
         if pos < doc_start {
             continue;
         }
-        let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(src.len(), |i| pos + i + 1);
-        let line = &bytes[pos..end];
+        let line = line_at(bytes, pos);
+        let end = pos + line.len();
         let is_start = is_marker(line, b"---");
         if !is_start && !is_marker(line, b"...") {
             continue;
@@ -253,6 +250,12 @@ fn split_yaml(src: &str, first_line: usize) -> Vec<(&str, &str, usize)> {
         out.push((&src[doc_start..], &src[body_start..], doc_line));
     }
     out
+}
+
+/// The line starting at `pos`, with its line end.
+fn line_at(bytes: &[u8], pos: usize) -> &[u8] {
+    let end = memchr::memchr(b'\n', &bytes[pos..]).map_or(bytes.len(), |i| pos + i + 1);
+    &bytes[pos..end]
 }
 
 fn is_marker(line: &[u8], marker: &[u8]) -> bool {

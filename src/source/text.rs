@@ -52,6 +52,23 @@ impl Text {
         }
     }
 
+    /// The process's stdin, read to its end (sized once when it is a regular file),
+    /// with errors that say what to do.
+    pub fn from_stdin() -> anyhow::Result<Text> {
+        let size = std::fs::metadata("/dev/stdin")
+            .ok()
+            .filter(|m| m.is_file())
+            .and_then(|m| usize::try_from(m.len()).ok());
+        Text::read(std::io::stdin().lock(), size).map_err(|e| match e {
+            ReadError::Io(e) => anyhow::anyhow!(e).context(
+                "cannot read the stream from stdin: pipe the rendered manifests into `lockstep inject` (e.g. `helm template ... | lockstep inject`), or use `lockstep render CHART`",
+            ),
+            ReadError::NotUtf8(at) => anyhow::anyhow!(
+                "the input is not UTF-8 (invalid byte at offset {at}): Kubernetes manifests are UTF-8 text. Convert the file to UTF-8 (e.g. `iconv -t UTF-8`) or fix the template that writes that byte"
+            ),
+        })
+    }
+
     pub fn as_str(&self) -> &str {
         match &self.0 {
             Repr::Heap(s) => s,
