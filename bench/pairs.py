@@ -6,19 +6,32 @@ of the per-round ratios.
     pairs.py OUT.json RUNS WARMUP NAME_A CMD_A NAME_B CMD_B [NAME_C CMD_C ...]
 
 Commands are argument vectors written as one shell-quoted string (split with shlex; no
-shell runs them); stdout goes to /dev/null, stderr too, and each must exit 0.
+shell runs them); leading NAME=VALUE words are set in the command's environment, as a
+shell would. stdout goes to /dev/null, stderr too, and each must exit 0.
 `pair_ratio_median` is B against A; `ratios["X/Y"]` is X against Y for every pair.
 """
-import json, shlex, statistics, subprocess, sys, time
+import json, os, re, shlex, statistics, subprocess, sys, time
 
 out, runs, warmup = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 rest = sys.argv[4:]
-cmds = [(rest[i], shlex.split(rest[i + 1])) for i in range(0, len(rest), 2)]
 
 
-def once(argv):
+def command(text):
+    words = shlex.split(text)
+    env = dict(os.environ)
+    while words and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*=.*", words[0]):
+        name, value = words.pop(0).split("=", 1)
+        env[name] = value
+    return words, env
+
+
+cmds = [(rest[i], command(rest[i + 1])) for i in range(0, len(rest), 2)]
+
+
+def once(cmd):
+    argv, env = cmd
     t = time.perf_counter()
-    subprocess.run(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
     return time.perf_counter() - t
 
 

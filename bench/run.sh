@@ -7,7 +7,8 @@
 # (a) `lockstep render` vs `helm template` alone, same chart, same arguments
 #     (examples/charts/prefect-server, examples/charts/prefect-cloud-1.2.0, and a generated
 #     chart of 500 ConfigMaps + 4 big CRDs + the API Deployment): ratio of wall times, with
-#     the floor beside them (bench/floor.rs: a wrapper that only runs helm and copies its
+#     helm with the garbage-collector settings lockstep gives it and the floor beside
+#     them (bench/floor.rs: a wrapper that only runs helm, with those settings, and copies its
 #     output).
 # (b) `lockstep inject` on generated streams of 1, 10, 50, 200 MB (one API workload among
 #     tens of thousands of documents, big CRDs included) vs `cat` (the I/O floor), and the
@@ -50,6 +51,12 @@ KUSTOMIZE_MAX=${KUSTOMIZE_MAX:-1}
 python3 bench/gen-chart.py "$OUT/big-chart"
 # The floor: a wrapper that only runs helm and copies its output (bench/floor.rs).
 rustc -O --edition 2021 -o "$OUT/floor" bench/floor.rs
+# lockstep runs `helm template` with Go's collector held back (src/render.rs go_gc_env)
+# unless GOGC or GOMEMLIMIT is set: unset here, so lockstep does what it does by default.
+# helm is timed both as a user runs it and with those settings; the floor runs with them,
+# so lockstep / floor is lockstep's own cost.
+unset GOGC GOMEMLIMIT
+GC="GOGC=off GOMEMLIMIT=128MiB"
 chart_bench() { # NAME CHART RELEASE FROM [helm/lockstep args...]
   local name=$1 chart=$2 release=$3 from=$4; shift 4
   echo "bench: (a) $name" >&2
@@ -57,8 +64,9 @@ chart_bench() { # NAME CHART RELEASE FROM [helm/lockstep args...]
   # shared machine a few ms of drift between the blocks is the size of the difference.
   python3 bench/pairs.py "$OUT/render-$name.json" $(( RUNS * 4 )) 3 \
     "helm template" "$H template $release $chart --namespace=prefect $* --include-crds" \
+    "helm template, GC held back" "$GC $H template $release $chart --namespace=prefect $* --include-crds" \
     "lockstep render" "$L render $chart --release $release -n prefect --from $from $*" \
-    "floor wrapper" "$OUT/floor $H template $release $chart --namespace=prefect $* --include-crds"
+    "floor wrapper" "$GC $OUT/floor $H template $release $chart --namespace=prefect $* --include-crds"
 }
 chart_bench prefect-server examples/charts/prefect-server prefect-server 3.7.8
 chart_bench prefect-cloud-1.2.0 examples/charts/prefect-cloud-1.2.0 prefect-cloud 0.8.2 \

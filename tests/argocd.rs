@@ -597,18 +597,18 @@ fn generate_examples_equal_the_cli_render_and_validate() {
 }
 
 /// Each KUBE_API_VERSIONS entry reaches helm as its own --api-versions (group/version and
-/// group/version/Kind), KUBE_VERSION as --kube-version; empty values are tolerated.
+/// group/version/Kind), KUBE_VERSION as --kube-version; empty values are tolerated. The
+/// render gets Go's collector settings from lockstep, or the sidecar's own when it sets them.
 #[test]
 fn generate_passes_the_cluster_capabilities_to_helm() {
     let sb = Sandbox::new(true);
-    // A helm that records its argv, then runs the real one.
+    // A helm that records its argv and Go's collector settings, then runs the real one.
     let log = sb.dir.join("helm-argv.log");
     let wrapper = sb.dir.join("bin/helm-logging");
     std::fs::write(
         &wrapper,
         format!(
-            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> '{}'; done\necho '==end==' >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> '{0}'; done\nprintf 'env GOGC=%s GOMEMLIMIT=%s\\n' \"${{GOGC-unset}}\" \"${{GOMEMLIMIT-unset}}\" >> '{0}'\necho '==end==' >> '{0}'\nexec '{1}' \"$@\"\n",
             log.display(),
             tool("helm4").display()
         ),
@@ -656,6 +656,25 @@ fn generate_passes_the_cluster_capabilities_to_helm() {
         template.contains(&"--kube-version=1.31.2"),
         "argv: {template:?}"
     );
+    // The render runs with Go's collector held back (src/render.rs go_gc_env)...
+    assert_eq!(
+        template.last(),
+        Some(&"env GOGC=off GOMEMLIMIT=128MiB"),
+        "argv: {template:?}"
+    );
+    // ...unless the sidecar sets either variable: then helm gets it untouched.
+    std::fs::remove_file(&log).unwrap();
+    sb.argocd("generate", PROBE)
+        .env("HELM_BIN", wrapper.to_str().unwrap())
+        .env("GOGC", "200")
+        .ok();
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let template_env = calls
+        .split("==end==\n")
+        .find(|call| call.starts_with("template\n"))
+        .and_then(|call| call.lines().last())
+        .expect("a helm template call");
+    assert_eq!(template_env, "env GOGC=200 GOMEMLIMIT=unset");
 
     // Argo CD may send both empty (cluster info not known yet).
     let out = sb
