@@ -104,7 +104,7 @@ pub fn inject(
 
     // The release record (a normal resource) and the gate step.
     let record_name = format!("{}-lockstep", opts.release);
-    let record: ConfigMap = templates.render(
+    out.added.push(templates.document::<ConfigMap>(
         "record",
         &json!({
             "name": record_name,
@@ -116,10 +116,7 @@ pub fn inject(
             "chart": opts.chart_name,
             "profile": profile.name,
         }),
-    )?;
-    out.added.push(template::document(
         "lockstep/record-configmap.yaml.hbs",
-        &record,
     )?);
 
     let mut jobs: Vec<(String, serde_json::Value)> = Vec::new();
@@ -233,10 +230,10 @@ pub fn inject(
         }
     }
     for (suffix, ctx) in jobs {
-        let job: Job = templates.render("job", &ctx)?;
-        out.added.push(template::document(
+        out.added.push(templates.document::<Job>(
+            "job",
+            &ctx,
             &format!("lockstep/job.yaml.hbs ({suffix})"),
-            &job,
         )?);
     }
     Ok(out)
