@@ -8,7 +8,7 @@ of the per-round ratios.
 Commands are argument vectors written as one shell-quoted string (split with shlex; no
 shell runs them); leading NAME=VALUE words are set in the command's environment, as a
 shell would. stdout goes to /dev/null, stderr too, and each must exit 0.
-`pair_ratio_median` is B against A; `ratios["X/Y"]` is X against Y for every pair.
+`ratios["X/Y"]` is X against Y (the median of the per-round ratios) for every pair.
 """
 import json, os, re, shlex, statistics, subprocess, sys, time
 
@@ -61,7 +61,7 @@ results = [
     }
     for name, t in times.items()
 ]
-json.dump({"results": results, "pair_ratio_median": ratios[f"{names[1]}/{names[0]}"], "ratios": ratios},
+json.dump({"results": results, "ratios": ratios},
           open(out, "w"), indent=1)
 print("; ".join(f"{n}: median {statistics.median(times[n])*1e3:.1f} ms" for n in names) + "; "
       + "; ".join(f"{k} {v:.3f}" for k, v in ratios.items()), file=sys.stderr)

@@ -139,12 +139,12 @@ pub fn start(helm: &Path, args: &[OsString], what: &'static str) -> Result<Runni
 /// 10–17 % faster than with Go's default (helm 4.3; 10 % with helm 3.19 on
 /// prefect-cloud); an 8.7 MB render peaks at 166 MB RSS against 144 MB with Go's
 /// default, where `GOGC=off` alone takes 459 MB.
-pub const GO_MEMORY_LIMIT: &str = "128MiB";
+const GO_MEMORY_LIMIT: &str = "128MiB";
 
 /// The variables to give helm for a render, given lockstep's own `GOGC` and
 /// `GOMEMLIMIT`: none when the user has set either (their tuning wins), else the
 /// collector held back until [`GO_MEMORY_LIMIT`].
-pub fn go_gc_env(
+fn go_gc_env(
     gogc: Option<&std::ffi::OsStr>,
     gomemlimit: Option<&std::ffi::OsStr>,
 ) -> &'static [(&'static str, &'static str)] {

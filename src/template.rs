@@ -25,6 +25,7 @@ use handlebars::Handlebars;
 use serde::{de::DeserializeOwned, Serialize};
 use serde_yaml::Value;
 use std::cell::RefCell;
+use std::collections::BTreeMap;
 use std::fmt::Write;
 
 pub const JOB: &str = include_str!("../templates/job.yaml.hbs");
@@ -33,9 +34,9 @@ pub const GATE_SCRIPT: &str = include_str!("../templates/gate.sh");
 
 pub struct Templates {
     hb: Handlebars<'static>,
-    /// The last placeholder text read per template, parsed: the Jobs of one render
-    /// mostly share theirs, so it is parsed once.
-    skeletons: RefCell<Vec<(String, String, Value)>>,
+    /// Per template, the last placeholder text read and its parse: the Jobs of one
+    /// render mostly share theirs, so it is parsed once.
+    skeletons: RefCell<BTreeMap<String, (String, Value)>>,
 }
 
 handlebars::handlebars_helper!(json_helper: |v: Json| crate::yaml::json(v));
@@ -45,8 +46,9 @@ const SLOT_TAG: &str = "lockstep-slot";
 
 thread_local! {
     /// While [`Templates::read_fast`] renders: the values the `json` helper was given,
-    /// in order; `None` otherwise (the helper writes JSON).
-    static SLOTS: RefCell<Option<Vec<Value>>> = const { RefCell::new(None) };
+    /// in order (each `Some` until put in place); `None` otherwise (the helper writes
+    /// JSON).
+    static SLOTS: RefCell<Option<Vec<Option<Value>>>> = const { RefCell::new(None) };
 }
 
 /// `json`: the JSON of its value, or on the fast path a placeholder for it.
@@ -64,7 +66,7 @@ impl handlebars::HelperDef for JsonHelper {
         let slot = SLOTS.with_borrow_mut(|slots| {
             let slots = slots.as_mut()?;
             let param = h.param(0).filter(|p| !p.is_value_missing())?;
-            slots.push(serde_yaml::to_value(param.value()).ok()?);
+            slots.push(Some(serde_yaml::to_value(param.value()).ok()?));
             Some(slots.len() - 1)
         });
         match slot {
@@ -139,17 +141,8 @@ impl Templates {
             .map_err(|e| anyhow!("templates/record-configmap.yaml.hbs: {e}"))?;
         Ok(Templates {
             hb,
-            skeletons: RefCell::new(Vec::new()),
+            skeletons: RefCell::new(BTreeMap::new()),
         })
-    }
-
-    /// Renders template `name` and checks the result as a `T`.
-    pub fn render<T: Serialize + DeserializeOwned>(
-        &self,
-        name: &str,
-        ctx: &serde_json::Value,
-    ) -> Result<T> {
-        self.checked(name, ctx).map(|(typed, _)| typed)
     }
 
     /// Renders template `name`, checks it as a `T` and returns its document: the
@@ -160,21 +153,21 @@ impl Templates {
         ctx: &serde_json::Value,
         source: &str,
     ) -> Result<String> {
-        let (_, back) = self.checked::<T>(name, ctx)?;
+        let checked = self.checked::<T>(name, ctx)?;
         Ok(format!(
             "---\n# Source: {source}\n{}",
-            crate::yaml::to_string(&back)
+            crate::yaml::to_string(&checked)
         ))
     }
 
-    /// The typed object template `name` renders to, and its serialization as a
-    /// `Value` (what is emitted).
+    /// Template `name` rendered and checked as a `T`: the `T` it reads as, serialized
+    /// back (what is emitted).
     fn checked<T: Serialize + DeserializeOwned>(
         &self,
         name: &str,
         ctx: &serde_json::Value,
-    ) -> Result<(T, Value)> {
-        let mut value = match self.read_fast(name, ctx) {
+    ) -> Result<Value> {
+        let value = match self.read_fast(name, ctx) {
             Some(value) => {
                 #[cfg(fuzzing)]
                 assert_eq!(
@@ -186,20 +179,7 @@ impl Templates {
             }
             None => self.read(name, ctx)?,
         };
-        strip_nulls(&mut value);
-        let typed = T::deserialize(&value).with_context(|| {
-            format!("the {name} template did not produce a valid Kubernetes object")
-        })?;
-        let back = serde_yaml::to_value(&typed)?;
-        let mut dropped = Vec::new();
-        unknown_fields(&value, &back, &mut String::new(), &mut dropped);
-        if !dropped.is_empty() {
-            bail!(
-                "the {name} template sets fields its Kubernetes type does not have: {}. Fix the template",
-                dropped.join(", ")
-            );
-        }
-        Ok((typed, back))
+        check::<T>(name, value)
     }
 
     /// Template `name` rendered with the values' JSON and read as YAML.
@@ -218,23 +198,36 @@ impl Templates {
         let _guard = SlotsGuard;
         SLOTS.with_borrow_mut(|slots| *slots = Some(Vec::new()));
         let text = self.hb.render(name, ctx).ok()?;
-        let mut slots: Vec<Option<Value>> = SLOTS
-            .with_borrow_mut(Option::take)?
-            .into_iter()
-            .map(Some)
-            .collect();
+        let mut slots = SLOTS.with_borrow_mut(Option::take)?;
         let mut skeletons = self.skeletons.borrow_mut();
-        let mut value = match skeletons.iter().find(|(n, t, _)| n == name && *t == text) {
-            Some((_, _, parsed)) => parsed.clone(),
-            None => {
+        let mut value = match skeletons.get(name) {
+            Some((seen, parsed)) if *seen == text => parsed.clone(),
+            _ => {
                 let parsed: Value = serde_yaml::from_str(&text).ok()?;
-                skeletons.retain(|(n, _, _)| n != name);
-                skeletons.push((name.to_owned(), text, parsed.clone()));
+                skeletons.insert(name.to_owned(), (text, parsed.clone()));
                 parsed
             }
         };
         (fill_slots(&mut value, &mut slots) && slots.iter().all(Option::is_none)).then_some(value)
     }
+}
+
+/// `value`, read from template `name`, checked as a `T`: the `T` serialized back.
+fn check<T: Serialize + DeserializeOwned>(name: &str, mut value: Value) -> Result<Value> {
+    strip_nulls(&mut value);
+    let typed = T::deserialize(&value).with_context(|| {
+        format!("the {name} template did not produce a valid Kubernetes object")
+    })?;
+    let back = serde_yaml::to_value(&typed)?;
+    let mut dropped = Vec::new();
+    unknown_fields(&value, &back, &mut String::new(), &mut dropped);
+    if !dropped.is_empty() {
+        bail!(
+                "the {name} template sets fields its Kubernetes type does not have: {}. Fix the template",
+                dropped.join(", ")
+            );
+    }
+    Ok(back)
 }
 
 /// Removes null map entries (absent optional fields) recursively.
@@ -298,6 +291,7 @@ fn is_empty(v: &Value) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::batch::v1::Job;
     use k8s_openapi::api::core::v1::ConfigMap;
 
     #[test]
@@ -308,7 +302,8 @@ mod tests {
             "name": "n", "namespace": null, "labels": {"a": evil},
             "release": evil, "line": "1.2", "image": "i:1", "chart": "c", "profile": "p"
         });
-        let cm: ConfigMap = t.render("record", &ctx).unwrap();
+        let cm: ConfigMap =
+            serde_yaml::from_value(t.checked::<ConfigMap>("record", &ctx).unwrap()).unwrap();
         assert_eq!(cm.data.unwrap()["release"], evil);
         assert_eq!(cm.metadata.labels.unwrap()["a"], evil);
     }
@@ -318,8 +313,7 @@ mod tests {
         let t = Templates::new(Some(("t.hbs", "apiVersion: batch/v1\nkind: Job\nmetadata: {name: a}\nspec:\n  backofLimit: 1\n  template: {spec: {containers: []}}\n".into()))).unwrap();
         let err = format!(
             "{:#}",
-            t.render::<k8s_openapi::api::batch::v1::Job>("job", &serde_json::json!({}))
-                .unwrap_err()
+            t.checked::<Job>("job", &serde_json::json!({})).unwrap_err()
         );
         assert!(err.contains("spec.backofLimit"), "{err}");
     }
@@ -381,14 +375,15 @@ mod tests {
             "a: !lockstep-slot 5\n",
             "a: {{json x}}\n---\nb: 1\n", // two documents
         ] {
-            let (fast, plain) = both(&custom(text), &ctx);
-            assert_eq!(fast, None, "{text:?}");
-            // And what is used is the plain read, whatever that gives.
             let t = custom(text);
-            let used = t
-                .read_fast("job", &ctx)
-                .map_or_else(|| t.read("job", &ctx).ok(), Some);
-            assert_eq!(used, plain, "{text:?}");
+            assert_eq!(t.read_fast("job", &ctx), None, "{text:?}");
+            // What is checked is then the plain read: its result, or its error.
+            let outcome = |r: Result<Value>| r.map_err(|e| format!("{e:#}"));
+            assert_eq!(
+                outcome(t.checked::<Job>("job", &ctx)),
+                outcome(t.read("job", &ctx).and_then(|v| check::<Job>("job", v))),
+                "{text:?}"
+            );
         }
         // A template without helper calls, and with calls in flow collections.
         let (fast, plain) = both(&custom("a: [{{json x}}, {b: {{json n}}}]\nc: d\n"), &ctx);
