@@ -4,6 +4,8 @@
 //! skips could never fail.
 #![allow(dead_code)]
 
+pub mod argocd_model;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
