@@ -7,7 +7,7 @@
 //! values; the in-cluster half of the gate is emitted by `inject` from the
 //! `Admission` computed here.
 
-use crate::profile::{Line, Profile, UpgradeRule, ValuesRule};
+use crate::profile::{parse_line, Line, Profile, UpgradeRule, ValuesRule};
 use anyhow::{anyhow, Result};
 use semver::Version;
 use serde::Serialize;
@@ -25,20 +25,23 @@ impl fmt::Display for Refusal {
 }
 impl std::error::Error for Refusal {}
 
-/// Reads a version leniently: `v1.2.3`, `1.2`, `3.8.3-python3.11` (→ 3.8.3).
+/// Reads a version leniently: `v1.2.3`, `1.2`, `3.8.3-python3.11` (→ 3.8.3),
+/// `2.1.0-1` (a package revision: → 2.1.0). Only a suffix whose first identifier is
+/// a pre-release word (`alpha`, `beta`, `rc`, `pre`, `dev`, `a`, `b`, then digits
+/// only) stays a pre-release; the gate script classifies suffixes the same way.
 pub fn parse_version(text: &str) -> Option<Version> {
+    parse_release(text).map(|(v, _)| v)
+}
+
+/// A version, and whether it floats: `3.9` (or a tag `3.9-alpine`) names whichever
+/// 3.9.x the registry serves, so it is never a downgrade of a 3.9.1.
+pub fn parse_release(text: &str) -> Option<(Version, bool)> {
     let t = text.trim().trim_start_matches('v');
     if let Ok(v) = Version::parse(t) {
-        // An image tag like 3.8.3-python3.11 parses as a pre-release; a tag's
-        // suffix is a variant, not a pre-release of 3.8.3.
-        if !v.pre.is_empty() && v.pre.as_str().contains(|c: char| c.is_ascii_alphabetic()) {
-            if let Some(p) = v.pre.as_str().split('.').next() {
-                if p.starts_with(|c: char| c.is_ascii_alphabetic()) && !is_prerelease_word(p) {
-                    return Some(Version::new(v.major, v.minor, v.patch));
-                }
-            }
+        if !v.pre.is_empty() && !is_prerelease(v.pre.as_str()) {
+            return Some((Version::new(v.major, v.minor, v.patch), false));
         }
-        return Some(v);
+        return Some((v, false));
     }
     let nums: Vec<u64> = t
         .split(|c: char| !c.is_ascii_digit() && c != '.')
@@ -48,19 +51,106 @@ pub fn parse_version(text: &str) -> Option<Version> {
         .map(|p| p.parse().ok())
         .collect::<Option<_>>()?;
     match nums.as_slice() {
-        [a, b] => Some(Version::new(*a, *b, 0)),
-        [a, b, c] => Some(Version::new(*a, *b, *c)),
+        [a, b] => Some((Version::new(*a, *b, 0), true)),
+        [a, b, c] => Some((Version::new(*a, *b, *c), false)),
         _ => None,
     }
 }
 
-fn is_prerelease_word(p: &str) -> bool {
-    let w = p.trim_end_matches(|c: char| c.is_ascii_digit());
-    matches!(w, "alpha" | "beta" | "rc" | "pre" | "dev" | "a" | "b")
+/// Whether a semver pre-release text names a pre-release (and not a variant such
+/// as `python3.11` or a package revision such as `1`). `templates/gate.sh` has the
+/// same rule in `split_version`.
+fn is_prerelease(pre: &str) -> bool {
+    let id = pre.split('.').next().unwrap_or("");
+    let word_len = id.bytes().take_while(u8::is_ascii_lowercase).count();
+    let (word, tail) = id.split_at(word_len);
+    tail.bytes().all(|b| b.is_ascii_digit())
+        && matches!(word, "alpha" | "beta" | "rc" | "pre" | "dev" | "a" | "b")
 }
 
 pub fn line_of(v: &Version) -> String {
     format!("{}.{}", v.major, v.minor)
+}
+
+/// The largest number the gate script compares (18 digits fit its arithmetic).
+pub const MAX: u64 = 999_999_999_999_999_999;
+
+/// A release's place in the order both halves of the gate use: major, minor,
+/// patch, then a pre-release (0) before its release (1). Pre-releases of one
+/// version are not ordered among themselves, and build metadata and variant
+/// suffixes do not count: exactly what the gate script compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Key(pub u64, pub u64, pub u64, pub u64);
+
+pub fn key(v: &Version) -> Key {
+    Key(
+        v.major.min(MAX),
+        v.minor.min(MAX),
+        v.patch.min(MAX),
+        u64::from(v.pre.is_empty()),
+    )
+}
+
+impl Key {
+    fn line_start(major: u64, minor: u64) -> Key {
+        Key(major, minor, 0, 0)
+    }
+    fn line_end(major: u64, minor: u64) -> Key {
+        Key(major, minor, MAX, 1)
+    }
+    fn show(self) -> String {
+        match self {
+            Key(a, b, _, _) if b == MAX => format!("{a}.x"),
+            Key(a, b, c, _) if c == MAX => format!("{a}.{b}.x"),
+            Key(a, b, c, _) => format!("{a}.{b}.{c}"),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    /// `M.m.p.f`, as the gate script reads it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}.{}", self.0, self.1, self.2, self.3)
+    }
+}
+
+/// Live releases from `lo` to `hi`, both included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Range {
+    pub lo: Key,
+    pub hi: Key,
+}
+
+impl Range {
+    pub fn contains(&self, k: Key) -> bool {
+        self.lo <= k && k <= self.hi
+    }
+    fn line(major: u64, minor: u64) -> Range {
+        Range {
+            lo: Key::line_start(major, minor),
+            hi: Key::line_end(major, minor),
+        }
+    }
+    /// For people: `0.8.x`, `1.2.0`, `24.8.0 to 24.8.3`.
+    pub fn describe(&self) -> String {
+        let Range { lo, hi } = *self;
+        if lo == Key::line_start(lo.0, lo.1) && hi == Key::line_end(lo.0, lo.1) {
+            return format!("{}.{}.x", lo.0, lo.1);
+        }
+        if lo == Key(lo.0, 0, 0, 0) && hi == Key(lo.0, MAX, MAX, 1) {
+            return format!("{}.x", lo.0);
+        }
+        let (l, h) = (lo.show(), hi.show());
+        if l == h {
+            l
+        } else {
+            format!("{l} to {h}")
+        }
+    }
+    /// `LO:HI`, as the gate script reads `LOCKSTEP_FROM_RANGES`.
+    pub fn script(&self) -> String {
+        format!("{}:{}", self.lo, self.hi)
+    }
 }
 
 /// One step between two adjacent release lines, with what the catalog says of it.
@@ -77,18 +167,39 @@ pub struct Step {
 #[derive(Debug, Clone)]
 pub struct Admission {
     pub target: Version,
+    /// The target floats (`3.9`): any release of its line.
+    pub floating: bool,
     pub from: Option<Version>,
-    /// Steps crossed from the deployed release to the target (0 or 1 when legal).
+    /// Lines crossed from the deployed release to the target (their values rules,
+    /// one-time steps and notes apply).
     pub steps: Vec<Step>,
-    /// Lines from which the target may be reached: what the in-cluster gate accepts.
-    pub from_lines: Vec<String>,
+    /// The live releases the target may follow: what the in-cluster gate accepts.
+    /// The render's own decision is membership in these same ranges
+    /// ([`predecessors`]).
+    pub from_ranges: Vec<Range>,
+    /// The newest live release the target does not downgrade.
+    pub newest: Key,
     /// A downgrade was asked for and allowed.
     pub downgrade: bool,
 }
 
-/// The ordered lines known to the profile, for the catalog rule.
-fn catalog_index(profile: &Profile, line: &str) -> Option<usize> {
-    profile.releases.lines.iter().position(|l| l.line == line)
+impl Admission {
+    /// The ranges for people: `0.8.x, 1.2.0`.
+    pub fn describe_ranges(&self) -> String {
+        self.from_ranges
+            .iter()
+            .map(Range::describe)
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+    /// The ranges for the gate script.
+    pub fn script_ranges(&self) -> String {
+        self.from_ranges
+            .iter()
+            .map(Range::script)
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
 }
 
 fn info(profile: &Profile, line: &str) -> Option<Line> {
@@ -100,48 +211,313 @@ fn info(profile: &Profile, line: &str) -> Option<Line> {
         .cloned()
 }
 
-/// The lines from `from` to `to`, both included, in upgrade order.
-/// Err(reason) when `to` cannot be reached by upgrades at all (unknown line).
-fn stops(profile: &Profile, from: &Version, to: &Version) -> Result<Vec<String>, String> {
-    let (fl, tl) = (line_of(from), line_of(to));
+/// Whether the profile's lines are the only lines (every rule but plain `semver`
+/// without lines and `anyForward`).
+fn listed(profile: &Profile) -> bool {
     match profile.releases.rule {
-        UpgradeRule::Catalog => {
-            let known = || profile.releases.joined(" → ");
-            let fi = catalog_index(profile, &fl).ok_or_else(|| {
-                format!("the deployed release {from} is on line {fl}, which the {} catalog does not know (lines: {})", profile.name, known())
-            })?;
-            let ti = catalog_index(profile, &tl).ok_or_else(|| {
-                format!("the target release {to} is on line {tl}, which the {} catalog does not know (lines: {}); if it is new, extend the catalog with a profile file (--profile FILE)", profile.name, known())
-            })?;
-            if ti < fi {
-                return Ok(vec![]);
-            }
-            Ok(profile.releases.lines[fi..=ti]
-                .iter()
-                .map(|l| l.line.clone())
-                .collect())
-        }
-        UpgradeRule::Semver => {
-            let mut out = vec![fl];
-            let (mut maj, mut min) = (from.major, from.minor);
-            while (maj, min) < (to.major, to.minor) {
-                if maj < to.major {
-                    maj += 1;
-                    min = 0;
-                } else {
-                    min += 1;
-                }
-                out.push(format!("{maj}.{min}"));
-            }
-            Ok(out)
-        }
+        UpgradeRule::AnyForward => false,
+        UpgradeRule::Semver => !profile.releases.lines.is_empty(),
+        UpgradeRule::Catalog | UpgradeRule::Calver => true,
     }
 }
 
-fn rule_text(profile: &Profile) -> String {
+/// The profile's lines in upgrade order: as listed for `catalog`, by number otherwise.
+fn ordered_lines(profile: &Profile) -> Vec<(u64, u64)> {
+    let mut lines: Vec<(u64, u64)> = profile
+        .releases
+        .lines
+        .iter()
+        .filter_map(|l| parse_line(&l.line).ok())
+        .collect();
+    if profile.releases.rule != UpgradeRule::Catalog {
+        lines.sort_unstable();
+        lines.dedup();
+    }
+    lines
+}
+
+fn line_text((a, b): (u64, u64)) -> String {
+    format!("{a}.{b}")
+}
+
+fn split_line(v: &Version) -> (u64, u64) {
+    (v.major, v.minor)
+}
+
+/// The range of a line the target may be reached from: the whole line, or, with
+/// `fromLatestPatch` and a known `latest`, from that patch on.
+fn entry_range(profile: &Profile, (a, b): (u64, u64)) -> Range {
+    let mut r = Range::line(a, b);
+    if profile.releases.from_latest_patch {
+        if let Some(latest) = info(profile, &line_text((a, b)))
+            .and_then(|l| l.latest)
+            .and_then(|l| parse_version(&l))
+        {
+            r.lo = key(&latest);
+        }
+    }
+    r
+}
+
+/// THE rule: which live releases `target` may follow, and the newest live release
+/// it does not downgrade. Both the render (`admit`, `plan`) and the in-cluster
+/// gate (`LOCKSTEP_FROM_RANGES`) decide with exactly this. Err: the target's line
+/// is unknown to a profile whose lines are the only lines.
+pub fn predecessors(
+    profile: &Profile,
+    target: &Version,
+    floating: bool,
+) -> Result<(Vec<Range>, Key), String> {
+    let t = key(target);
+    let tl = split_line(target);
+    let newest = if floating {
+        Key::line_end(tl.0, tl.1)
+    } else {
+        t
+    };
+    let mut ranges = vec![Range {
+        lo: if profile.releases.rule == UpgradeRule::AnyForward {
+            Key(0, 0, 0, 0)
+        } else {
+            Key::line_start(tl.0, tl.1)
+        },
+        hi: newest,
+    }];
     match profile.releases.rule {
+        UpgradeRule::AnyForward => {}
+        _ if !listed(profile) => {
+            // Plain semver: the previous minor; a .0 from any line of the previous major
+            // (which minor was its last is not known without a list of lines).
+            if tl.1 > 0 {
+                ranges.push(Range::line(tl.0, tl.1 - 1));
+            } else if tl.0 > 0 {
+                ranges.push(Range {
+                    lo: Key(tl.0 - 1, 0, 0, 0),
+                    hi: Key(tl.0 - 1, MAX, MAX, 1),
+                });
+            }
+        }
+        _ => {
+            let lines = ordered_lines(profile);
+            let i = lines.iter().position(|l| *l == tl).ok_or_else(|| {
+                format!(
+                    "its release line {} is not in the {} catalog (lines: {})",
+                    line_text(tl),
+                    profile.name,
+                    profile.releases.joined(", ")
+                )
+            })?;
+            if i > 0 {
+                ranges.push(entry_range(profile, lines[i - 1]));
+            }
+        }
+    }
+    for j in &profile.releases.jumps {
+        if parse_line(&j.to).ok() == Some(tl) {
+            if let Ok(from) = parse_line(&j.from) {
+                ranges.push(entry_range(profile, from));
+            }
+        }
+    }
+    // A hard stop below the target must have been deployed: nothing older follows.
+    let stop = profile
+        .releases
+        .hard_stops
+        .iter()
+        .filter_map(|h| parse_version(&h.version))
+        .map(|h| key(&h))
+        .filter(|h| *h < t)
+        .max();
+    if let Some(h) = stop {
+        for r in &mut ranges {
+            r.lo = r.lo.max(h);
+        }
+    }
+    ranges.retain(|r| r.lo <= r.hi);
+    // Listed from the newest down, without duplicates.
+    ranges.sort_by(|a, b| b.hi.cmp(&a.hi).then(b.lo.cmp(&a.lo)));
+    ranges.dedup();
+    ranges.reverse();
+    Ok((ranges, newest))
+}
+
+/// One stop on an upgrade path.
+#[derive(Debug, Clone)]
+struct Node {
+    version: Version,
+    floating: bool,
+    /// How the path shows it: the deployed release, `0.7.x`, a hard stop `24.8.0`.
+    label: String,
+    /// The release to name in "upgrade to it first".
+    next: String,
+    line: (u64, u64),
+    hard_stop: bool,
+}
+
+/// The shortest upgrade path from `from` to `to` (both included), each hop one that
+/// [`predecessors`] admits. Err(reason) when there is none.
+fn walk(
+    profile: &Profile,
+    from: &Version,
+    to: &Version,
+    floating: bool,
+) -> Result<Vec<Node>, String> {
+    let (fl, tl) = (split_line(from), split_line(to));
+    let lines: Vec<(u64, u64)> = if listed(profile) {
+        let lines = ordered_lines(profile);
+        if !lines.contains(&fl) {
+            return Err(format!(
+                "the deployed release {from} is on line {}, which the {} catalog does not know (lines: {})",
+                line_text(fl),
+                profile.name,
+                profile.releases.joined(" → ")
+            ));
+        }
+        lines
+    } else if profile.releases.rule == UpgradeRule::AnyForward {
+        ordered_lines(profile)
+    } else {
+        // Plain semver: the lines seed 003 walks, from the deployed line to the target's.
+        let mut out = vec![fl];
+        let (mut maj, mut min) = fl;
+        while (maj, min) < tl && out.len() < 10_000 {
+            if maj < tl.0 {
+                maj += 1;
+                min = 0;
+            } else {
+                min += 1;
+            }
+            out.push((maj, min));
+        }
+        out
+    };
+    let pos = |l: (u64, u64)| lines.iter().position(|x| *x == l);
+    let order = |l: (u64, u64)| match (pos(l), pos(fl), pos(tl)) {
+        (Some(p), _, _) => p as i64,
+        _ => i64::MIN,
+    };
+    let (fo, to_o) = (order(fl), order(tl));
+    let mut nodes = vec![Node {
+        version: from.clone(),
+        floating: false,
+        label: from.to_string(),
+        next: from.to_string(),
+        line: fl,
+        hard_stop: false,
+    }];
+    for &l in &lines {
+        let o = order(l);
+        let between = if profile.releases.rule == UpgradeRule::AnyForward || !listed(profile) {
+            l > fl && l < tl
+        } else {
+            o > fo && o < to_o
+        };
+        if !between {
+            continue;
+        }
+        let latest = info(profile, &line_text(l)).and_then(|i| i.latest);
+        let version = latest
+            .as_deref()
+            .and_then(parse_version)
+            .unwrap_or_else(|| Version::new(l.0, l.1, 0));
+        nodes.push(Node {
+            version,
+            floating: true,
+            label: format!("{}.x", line_text(l)),
+            next: latest.unwrap_or_else(|| format!("{}.x", line_text(l))),
+            line: l,
+            hard_stop: false,
+        });
+    }
+    let (fk, tk) = (key(from), key(to));
+    for h in &profile.releases.hard_stops {
+        let Some(v) = parse_version(&h.version) else {
+            continue;
+        };
+        if fk < key(&v) && key(&v) < tk {
+            nodes.push(Node {
+                label: v.to_string(),
+                next: v.to_string(),
+                line: split_line(&v),
+                floating: false,
+                hard_stop: true,
+                version: v,
+            });
+        }
+    }
+    nodes.push(Node {
+        version: to.clone(),
+        floating,
+        label: format!("{}.x", line_text(tl)),
+        next: to.to_string(),
+        line: tl,
+        hard_stop: false,
+    });
+    // In upgrade order: by line (catalog position), then by version.
+    let last = nodes.len() - 1;
+    let mut idx: Vec<usize> = (1..last).collect();
+    idx.sort_by_key(|&i| {
+        (
+            order(nodes[i].line),
+            key(&nodes[i].version),
+            nodes[i].hard_stop,
+        )
+    });
+    let mut sorted = vec![nodes[0].clone()];
+    sorted.extend(idx.into_iter().map(|i| nodes[i].clone()));
+    sorted.push(nodes[last].clone());
+    let nodes = sorted;
+    // Breadth-first over hops forward that the rule admits.
+    let preds: Vec<Option<Vec<Range>>> = nodes
+        .iter()
+        .map(|n| {
+            predecessors(profile, &n.version, n.floating)
+                .ok()
+                .map(|p| p.0)
+        })
+        .collect();
+    let mut prev: Vec<Option<usize>> = vec![None; nodes.len()];
+    let mut seen = vec![false; nodes.len()];
+    seen[0] = true;
+    let mut queue = std::collections::VecDeque::from([0usize]);
+    while let Some(u) = queue.pop_front() {
+        for v in u + 1..nodes.len() {
+            if seen[v] {
+                continue;
+            }
+            let admits = preds[v]
+                .as_ref()
+                .is_some_and(|r| r.iter().any(|r| r.contains(key(&nodes[u].version))));
+            if admits {
+                seen[v] = true;
+                prev[v] = Some(u);
+                queue.push_back(v);
+            }
+        }
+    }
+    if !seen[last] {
+        return Err(format!(
+            "no upgrade path from {from} to {to} under the {} profile's rules",
+            profile.name
+        ));
+    }
+    let mut path = vec![last];
+    while let Some(p) = prev[*path.last().expect("not empty")] {
+        path.push(p);
+    }
+    path.reverse();
+    Ok(path.into_iter().map(|i| nodes[i].clone()).collect())
+}
+
+fn rule_text(profile: &Profile) -> String {
+    let mut s = match profile.releases.rule {
         UpgradeRule::Catalog => format!(
             "{} upgrades one release line at a time, in catalog order ({})",
+            profile.name,
+            profile.releases.joined(" → ")
+        ),
+        UpgradeRule::Semver if listed(profile) => format!(
+            "{} upgrades one listed release line at a time ({})",
             profile.name,
             profile.releases.joined(" → ")
         ),
@@ -149,13 +525,38 @@ fn rule_text(profile: &Profile) -> String {
             "{} upgrades a patch or the next minor directly; a skipped minor is walked one minor at a time; a new major starts at its .0",
             profile.name
         ),
+        UpgradeRule::Calver => format!(
+            "{} upgrades one release (YEAR.MONTH) at a time, in the catalog's order ({})",
+            profile.name,
+            profile.releases.joined(" → ")
+        ),
+        UpgradeRule::AnyForward => format!(
+            "{} upgrades to any later release, never past a hard stop",
+            profile.name
+        ),
+    };
+    if profile.releases.from_latest_patch {
+        s += "; the next line only from the latest patch of the current one";
     }
-}
-
-fn latest_of(profile: &Profile, line: &str) -> String {
-    info(profile, line)
-        .and_then(|l| l.latest)
-        .unwrap_or_else(|| format!("{line}.x"))
+    if !profile.releases.jumps.is_empty() {
+        let j: Vec<String> = profile
+            .releases
+            .jumps
+            .iter()
+            .map(|j| format!("{} → {}", j.from, j.to))
+            .collect();
+        s += &format!("; direct jumps: {}", j.join(", "));
+    }
+    if !profile.releases.hard_stops.is_empty() {
+        let h: Vec<&str> = profile
+            .releases
+            .hard_stops
+            .iter()
+            .map(|h| h.version.as_str())
+            .collect();
+        s += &format!("; hard stops: {}", h.join(", "));
+    }
+    s
 }
 
 /// Decides whether `target` may be rendered over `from`.
@@ -166,38 +567,42 @@ pub fn admit(
     target: &Version,
     allow_downgrade: bool,
 ) -> Result<Admission, Refusal> {
-    let tl = line_of(target);
-    // Which lines may the target be reached from (for the in-cluster gate)?
-    let mut from_lines = vec![tl.clone()];
-    match profile.releases.rule {
-        UpgradeRule::Catalog => match catalog_index(profile, &tl) {
-            Some(0) => {}
-            Some(i) => from_lines.insert(0, profile.releases.lines[i - 1].line.clone()),
-            None => {
-                return Err(Refusal(format!(
-                    "refusing to render {chart} {target}: its release line {tl} is not in the {} catalog (lines: {}).\n  fix: render a release the catalog knows, or extend the catalog with a profile file (`lockstep profiles show {} > profile.yaml`, add the line, then --profile profile.yaml)",
-                    profile.name,
-                    profile.releases.joined(", "),
-                    profile.name
-                )))
-            }
-        },
-        UpgradeRule::Semver => {
-            if target.minor > 0 {
-                from_lines.insert(0, format!("{}.{}", target.major, target.minor - 1));
-            }
-        }
-    }
-    let Some(from) = from else {
-        return Ok(Admission {
-            target: target.clone(),
-            from: None,
-            steps: vec![],
-            from_lines,
-            downgrade: false,
-        });
+    admit_release(profile, chart, from, target, false, allow_downgrade)
+}
+
+/// [`admit`] for a target that may float (`3.9`: any 3.9.x).
+pub fn admit_release(
+    profile: &Profile,
+    chart: &str,
+    from: Option<&Version>,
+    target: &Version,
+    floating: bool,
+    allow_downgrade: bool,
+) -> Result<Admission, Refusal> {
+    let (from_ranges, newest) = predecessors(profile, target, floating).map_err(|why| {
+        Refusal(format!(
+            "refusing to render {chart} {target}: {why}.\n  fix: render a release the catalog knows, or extend the catalog with a profile file (`lockstep profiles show {} > profile.yaml`, add the line, then --profile profile.yaml)",
+            profile.name
+        ))
+    })?;
+    let mut admission = Admission {
+        target: target.clone(),
+        floating,
+        from: from.cloned(),
+        steps: vec![],
+        from_ranges,
+        newest,
+        downgrade: false,
     };
-    if target < from {
+    let Some(from) = from else {
+        return Ok(admission);
+    };
+    let k = key(from);
+    if admission.from_ranges.iter().any(|r| r.contains(k)) {
+        admission.steps = crossed(profile, from, target).unwrap_or_default();
+        return Ok(admission);
+    }
+    if k > newest {
         if !allow_downgrade {
             let restore = if profile.releases.downgrade_supported {
                 format!(
@@ -217,56 +622,98 @@ pub fn admit(
                 profile.name
             )));
         }
-        let mut from_lines = from_lines;
-        from_lines.push(line_of(from));
-        return Ok(Admission {
-            target: target.clone(),
-            from: Some(from.clone()),
-            steps: vec![],
-            from_lines,
-            downgrade: true,
-        });
+        admission.downgrade = true;
+        return Ok(admission);
     }
-    let lines = stops(profile, from, target).map_err(|why| {
+    let path = walk(profile, from, target, floating).map_err(|why| {
         Refusal(format!(
             "refusing to upgrade {chart} from {from} to {target}: {why}.\n  fix: name the deployed release with --from (or correct lockstep.lock), or extend the catalog with --profile FILE"
         ))
     })?;
-    if lines.len() > 2 {
-        let path: Vec<String> = std::iter::once(from.to_string())
-            .chain(lines[1..].iter().map(|l| format!("{l}.x")))
-            .collect();
-        let next = latest_of(profile, &lines[1]);
-        return Err(Refusal(format!(
-            "refusing to upgrade {chart} from {from} to {target}: that skips {} release line{}.\n  rule: {}\n  path: {}\n  now:  upgrade to {} first: `lockstep bump --to {next}` (or pin the chart to {next}), sync, then continue",
-            lines.len() - 2,
-            if lines.len() == 3 { "" } else { "s" },
-            rule_text(profile),
-            path.join(" → "),
-            lines[1],
-            next = next,
-        )));
+    let skipped = &path[1..path.len() - 1];
+    let what = if skipped.iter().all(|n| !n.hard_stop) {
+        format!(
+            "{} release line{}",
+            skipped.len(),
+            if skipped.len() == 1 { "" } else { "s" }
+        )
+    } else {
+        format!(
+            "{} required stop{} (hard stops must be deployed on the way)",
+            skipped.len(),
+            if skipped.len() == 1 { "" } else { "s" }
+        )
+    };
+    let labels: Vec<&str> = path.iter().map(|n| n.label.as_str()).collect();
+    let first = &path[1];
+    let stop = if first.hard_stop {
+        first.next.clone()
+    } else {
+        line_text(first.line)
+    };
+    Err(Refusal(format!(
+        "refusing to upgrade {chart} from {from} to {target}: that skips {what}.\n  rule: {}\n  path: {}\n  now:  upgrade to {stop} first: `lockstep bump --to {next}` (or pin the chart to {next}), sync, then continue",
+        rule_text(profile),
+        labels.join(" → "),
+        next = first.next,
+    )))
+}
+
+/// The lines from `from`'s to `to`'s, both included, in upgrade order: every line
+/// whose values rules, one-time steps and notes an upgrade between them crosses.
+fn crossed_lines(profile: &Profile, from: &Version, to: &Version) -> Result<Vec<String>, String> {
+    let (fl, tl) = (split_line(from), split_line(to));
+    if fl == tl {
+        return Ok(vec![line_text(fl)]);
     }
-    Ok(Admission {
-        target: target.clone(),
-        from: Some(from.clone()),
-        steps: steps_between(profile, &lines),
-        from_lines,
-        downgrade: false,
-    })
+    let mut out = vec![fl];
+    if listed(profile) {
+        let lines = ordered_lines(profile);
+        let pos = |l| lines.iter().position(|x| *x == l);
+        let (Some(fi), Some(ti)) = (pos(fl), pos(tl)) else {
+            let unknown = if pos(fl).is_none() { fl } else { tl };
+            return Err(format!(
+                "line {} is not in the {} catalog (lines: {})",
+                line_text(unknown),
+                profile.name,
+                profile.releases.joined(" → ")
+            ));
+        };
+        if ti < fi {
+            return Ok(vec![]);
+        }
+        out.extend(&lines[fi + 1..=ti]);
+    } else {
+        let path = walk(profile, from, to, false)?;
+        for n in &path[1..] {
+            if !out.contains(&n.line) {
+                out.push(n.line);
+            }
+        }
+        for l in ordered_lines(profile) {
+            if l > fl && l < tl && !out.contains(&l) {
+                out.push(l);
+            }
+        }
+        out.sort_unstable();
+    }
+    Ok(out.into_iter().map(line_text).collect())
+}
+
+fn crossed(profile: &Profile, from: &Version, to: &Version) -> Result<Vec<Step>, String> {
+    Ok(steps_between(profile, &crossed_lines(profile, from, to)?))
 }
 
 /// Every step from `from` up to `to`, legal or not (what `lockstep values migrate`
 /// walks); empty when both are on one line. Err for a downgrade or an unknown line.
 pub fn steps(profile: &Profile, from: &Version, to: &Version) -> Result<Vec<Step>, Refusal> {
-    if to < from {
+    if key(to) < key(from) {
         return Err(Refusal(format!(
             "{to} is older than {from}: only upgrades have steps"
         )));
     }
-    let lines = stops(profile, from, to)
-        .map_err(|why| Refusal(format!("no upgrade path from {from} to {to}: {why}")))?;
-    Ok(steps_between(profile, &lines))
+    crossed(profile, from, to)
+        .map_err(|why| Refusal(format!("no upgrade path from {from} to {to}: {why}")))
 }
 
 fn steps_between(profile: &Profile, lines: &[String]) -> Vec<Step> {
@@ -446,60 +893,59 @@ pub struct Plan {
     pub stops: Vec<PlanStop>,
 }
 
-/// The whole path from `from` to `to`, every stop with what it brings.
+/// The whole path from `from` to `to`, every stop with what it brings. Each stop
+/// is a hop [`predecessors`] admits: what the render and the in-cluster gate allow.
 pub fn plan(profile: &Profile, from: &Version, to: &Version) -> Result<Plan> {
-    if to < from {
+    let (_, newest) = predecessors(profile, to, false)
+        .map_err(|why| anyhow!(Refusal(format!("cannot plan {from} → {to}: {why}"))))?;
+    if key(from) > newest {
         return Err(anyhow!(Refusal(format!(
             "{to} is older than {from}: a plan covers upgrades; for a rollback see `lockstep render --allow-downgrade`"
         ))));
     }
-    let lines = stops(profile, from, to)
+    let path = walk(profile, from, to, false)
         .map_err(|why| anyhow!(Refusal(format!("cannot plan {from} → {to}: {why}"))))?;
     let migrations: Vec<String> = profile
         .migrations
         .iter()
-        .map(|m| format!("{}: {}", m.name, m.command.join(" ")))
+        .map(|m| format!("{}: {}", m.name, m.describe()))
         .collect();
     let mut out = Vec::new();
-    if lines.len() == 1 {
-        out.push(PlanStop {
-            from: from.to_string(),
-            to: to.to_string(),
-            migrations: migrations.clone(),
-            one_time: vec![],
-            breaking: vec![],
-            requires: vec![],
-            notes: vec![],
-        });
-    }
-    for (n, step) in steps_between(profile, &lines).into_iter().enumerate() {
-        let info = step.info.clone();
-        let stop_from = if n == 0 {
-            from.to_string()
+    for (n, hop) in path.windows(2).enumerate() {
+        let (a, b) = (&hop[0], &hop[1]);
+        let lines = if a.line == b.line {
+            vec![]
         } else {
-            latest_of(profile, &step.from_line)
+            crossed_lines(profile, &a.version, &b.version).unwrap_or_default()
         };
-        let stop_to = if step.to_line == line_of(to) {
-            to.to_string()
-        } else {
-            latest_of(profile, &step.to_line)
-        };
+        let infos: Vec<Line> = steps_between(profile, &lines)
+            .into_iter()
+            .filter_map(|s| s.info)
+            .collect();
         out.push(PlanStop {
-            from: stop_from,
-            to: stop_to,
+            from: if n == 0 {
+                from.to_string()
+            } else {
+                a.next.clone()
+            },
+            to: if n + 2 == path.len() {
+                to.to_string()
+            } else {
+                b.next.clone()
+            },
             migrations: migrations.clone(),
-            one_time: info
+            one_time: infos
                 .iter()
                 .flat_map(|i| &i.one_time)
                 .map(|o| format!("{}: {} ({})", o.name, o.command.join(" "), o.why))
                 .collect(),
-            breaking: info
+            breaking: infos
                 .iter()
                 .flat_map(|i| &i.breaking)
                 .map(describe_rule)
                 .collect(),
-            requires: info.iter().flat_map(|i| i.requires.clone()).collect(),
-            notes: info.iter().flat_map(|i| i.notes.clone()).collect(),
+            requires: infos.iter().flat_map(|i| i.requires.clone()).collect(),
+            notes: infos.iter().flat_map(|i| i.notes.clone()).collect(),
         });
     }
     Ok(Plan {
@@ -615,6 +1061,186 @@ mod tests {
             .0;
         assert!(err.contains("3.6.1 → 3.7.x → 3.8.x"), "{err}");
         let a = admit(&p, "c", None, &v("3.8.3"), false).unwrap();
-        assert_eq!(a.from_lines, vec!["3.7", "3.8"]);
+        assert_eq!(a.describe_ranges(), "3.7.x, 3.8.0 to 3.8.3");
+    }
+
+    fn profile(releases: &str) -> Profile {
+        let text = format!(
+            "name: t\nworkload: {{matchLabels: {{a: b}}}}\nmigrations: [{{name: m, command: [m]}}]\nreleases:\n{releases}"
+        );
+        Profile::parse(&text, "table").unwrap()
+    }
+
+    /// What the gate script, run by `sh` with the environment a render gives it,
+    /// says of `live` (None: no record).
+    fn script_allows(a: &Admission, live: &str) -> bool {
+        let dir = std::env::temp_dir().join(format!(
+            "lockstep-gate-table-{}-{}",
+            std::process::id(),
+            live.replace(|c: char| !c.is_ascii_alphanumeric(), "_")
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("release"), format!("{live}\n")).unwrap();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(crate::template::GATE_SCRIPT)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .envs(crate::inject::gate_env(a, "rec"))
+            .env("LOCKSTEP_STATE_DIR", &dir)
+            .env("LOCKSTEP_TERMINATION_LOG", dir.join("term"))
+            .output()
+            .expect("sh runs");
+        std::fs::remove_dir_all(&dir).unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.lines().all(|l| l.starts_with("lockstep gate: ")),
+            "shell errors: {err}"
+        );
+        out.status.success()
+    }
+
+    /// Defect 7 of issue 17 and the version rules of issue 15: for each case the
+    /// render (`admit`), the in-cluster gate script (run by `sh`) and `plan` agree,
+    /// and say what the table says.
+    #[test]
+    fn render_gate_script_and_plan_agree_on_every_rule() {
+        let plain = profile("  rule: semver");
+        let listed =
+            profile("  rule: semver\n  lines: [{line: '2.4'}, {line: '2.5'}, {line: '3.1'}]");
+        let catalog = built_in("prefect-customer-managed").unwrap();
+        let calver = profile(
+            "  rule: calver\n  fromLatestPatch: true\n  lines: [{line: '2025.10'}, {line: '2025.12', latest: 2025.12.4}, {line: '2026.2'}, {line: '2026.4', latest: 2026.4.2}, {line: '2026.6', latest: 2026.6.3}, {line: '2026.8'}]",
+        );
+        let stops =
+            profile("  rule: anyForward\n  hardStops: [{version: 23.11.0}, {version: 24.8.0}]");
+        let lts = profile(
+            "  rule: semver\n  jumps: [{from: '3.4', to: '3.10', why: LTS}]\n  lines: [{line: '3.4'}, {line: '3.5'}, {line: '3.6'}, {line: '3.7'}, {line: '3.8'}, {line: '3.9'}, {line: '3.10'}]",
+        );
+        // (profile, deployed, target, allowed)
+        let table: &[(&Profile, &str, &str, bool)] = &[
+            // majors: the defect: a .0 follows any line of the previous major
+            (&plain, "2.5.3", "3.0.0", true),
+            (&plain, "2.0.0", "3.0.2", true),
+            (&plain, "2.5.3", "3.1.0", false),
+            (&plain, "1.9.0", "3.0.0", false),
+            (&plain, "3.0.0", "2.5.3", false),
+            // minors and patches
+            (&plain, "3.0.5", "3.1.2", true),
+            (&plain, "3.0.5", "3.2.0", false),
+            (&plain, "3.0.0", "3.0.1", true),
+            (&plain, "3.0.1", "3.0.1", true),
+            (&plain, "3.0.1", "3.0.0", false),
+            // pre-releases and package revisions
+            (&plain, "2.1.0", "2.1.0-1", true),
+            (&plain, "2.1.0-1", "2.1.0", true),
+            (&plain, "2.1.0", "2.1.0-rc.1", false),
+            (&plain, "2.1.0-rc.1", "2.1.0", true),
+            (&plain, "2.0.3", "2.1.0-rc.1", true),
+            (&plain, "2.1.0-rc.1", "2.1.0-rc.2", true),
+            (&plain, "2.1.0-beta2", "2.1.0", true),
+            (&plain, "2.1.1", "2.1.0-beta2", false),
+            (&plain, "3.8.3-python3.11", "3.8.3", true),
+            (&plain, "2.1.0+build.7", "2.1.0", true),
+            // only the listed lines
+            (&listed, "2.5.1", "3.1.0", true),
+            (&listed, "2.4.9", "3.1.0", false),
+            (&listed, "2.4.0", "2.6.0", false),
+            (&listed, "2.3.0", "2.4.0", false),
+            // catalog order, whatever the numbers
+            (&catalog, "0.8.2", "1.2.0", true),
+            (&catalog, "0.6.1", "1.2.0", false),
+            (&catalog, "0.8.0", "0.8.2", true),
+            // calver: listed lines only, from the latest patch
+            (&calver, "2026.6.3", "2026.8.0", true),
+            (&calver, "2026.6.4", "2026.8.1", true),
+            (&calver, "2026.6.1", "2026.8.0", false),
+            (&calver, "2026.4.2", "2026.8.0", false),
+            (&calver, "2025.12.4", "2026.2.0", true),
+            (&calver, "2025.12.4", "2026.7.0", false),
+            (&calver, "2026.8.1", "2026.8.0", false),
+            // hard stops
+            (&stops, "24.6.0", "24.8.0", true),
+            (&stops, "24.6.0", "24.9.0", false),
+            (&stops, "24.8.0", "25.1.0", true),
+            (&stops, "24.8.1", "24.9.0", true),
+            (&stops, "23.6.2", "24.8.0", false),
+            (&stops, "24.9.0", "24.8.0", false),
+            // LTS to LTS, minor to minor
+            (&lts, "3.4.3", "3.10.0", true),
+            (&lts, "3.4.3", "3.5.0", true),
+            (&lts, "3.4.3", "3.9.0", false),
+            (&lts, "3.9.1", "3.10.0", true),
+        ];
+        for (p, from, to, allowed) in table {
+            let (f, t) = (v(from), v(to));
+            let render = admit(p, "c", Some(&f), &t, false).is_ok();
+            let Ok(a) = admit(p, "c", None, &t, false) else {
+                // An unknown line: the render refuses, no gate is emitted.
+                assert!(!render && !allowed, "{} {from} → {to}", p.name);
+                continue;
+            };
+            let script = script_allows(&a, from);
+            let plan = plan(p, &f, &t);
+            let plan_direct = plan.as_ref().is_ok_and(|pl| pl.stops.len() == 1);
+            assert_eq!(render, *allowed, "render: {} {from} → {to}", p.name);
+            assert_eq!(
+                script,
+                *allowed,
+                "gate script: {} {from} → {to}: {}",
+                p.name,
+                a.script_ranges()
+            );
+            if key(&f) <= key(&t) {
+                assert_eq!(
+                    plan_direct, *allowed,
+                    "plan: {} {from} → {to}: {plan:?}",
+                    p.name
+                );
+            }
+            // Every stop of a plan is a step both halves allow.
+            if let Ok(pl) = plan {
+                for s in &pl.stops {
+                    let (sf, st) = (parse_version(&s.from), parse_version(&s.to));
+                    if let (Some(sf), Some(st)) = (sf, st) {
+                        let a = admit(p, "c", None, &st, false).unwrap();
+                        assert!(
+                            admit(p, "c", Some(&sf), &st, false).is_ok(),
+                            "plan stop {} → {}",
+                            s.from,
+                            s.to
+                        );
+                        assert!(
+                            script_allows(&a, &s.from),
+                            "plan stop {} → {} in the script",
+                            s.from,
+                            s.to
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn floating_tags_never_downgrade_their_line() {
+        let p = profile("  rule: semver\n  lines: [{line: '3.8'}, {line: '3.9'}]");
+        let (t, floating) = parse_release("3.9").unwrap();
+        assert!(floating);
+        assert!(!parse_release("3.9.1").unwrap().1);
+        for (live, ok) in [
+            ("3.9.1", true),
+            ("3.9.7", true),
+            ("3.8.2", true),
+            ("3.10.0", false),
+            ("3.7.0", false),
+        ] {
+            let r = admit_release(&p, "kong", Some(&v(live)), &t, true, false).is_ok();
+            let a = admit_release(&p, "kong", None, &t, true, false).unwrap();
+            assert_eq!(r, ok, "render: {live} → 3.9");
+            assert_eq!(script_allows(&a, live), ok, "script: {live} → 3.9");
+        }
+        // Pinned, 3.9.0 is a downgrade of 3.9.1.
+        assert!(admit(&p, "kong", Some(&v("3.9.1")), &t, false).is_err());
     }
 }

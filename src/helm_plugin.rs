@@ -816,7 +816,11 @@ fn deployed_image(
         .context("`helm get manifest` printed output that is not UTF-8")?;
     let s = stream::split(&text)
         .with_context(|| format!("the manifest of release {release} revision {revision}"))?;
-    let api = locate::find(&s, profile, api_workload).with_context(|| {
+    let names = locate::Names {
+        release: Some(release),
+        charts: &profile.charts,
+    };
+    let api = locate::find(&s, profile, api_workload, names).with_context(|| {
         format!(
             "cannot find the API image in the manifest of release {release} revision {revision}"
         )

@@ -11,13 +11,13 @@
 //! (`emit` does) or decide whether an upgrade is allowed (`gate` does).
 
 use crate::gate::{line_of, Admission};
-use crate::locate::{self, ApiWorkload};
-use crate::profile::{Profile, ResourceMatch};
+use crate::locate::{self, ApiWorkload, Names};
+use crate::profile::{Entrypoint, Migration, Profile, ResourceMatch};
 use crate::stream::Stream;
 use crate::template::{self, Templates};
 use anyhow::{bail, Result};
 use k8s_openapi::api::batch::v1::Job;
-use k8s_openapi::api::core::v1::{ConfigMap, EnvVar, PodSpec, Volume, VolumeMount};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, EnvVar, PodSpec, Volume, VolumeMount};
 use serde_json::json;
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -91,14 +91,19 @@ pub fn inject(
     opts: &Options,
     notes: &mut Vec<String>,
 ) -> Result<Injection> {
+    let names = Names {
+        release: Some(&opts.release),
+        charts: &profile.charts,
+    };
     check_required_env(stream, profile, api, admission, notes)?;
+    check_database_env(stream, profile, api, notes);
     let mut out = Injection::default();
-    drop_chart_hooks(stream, profile, &mut out, notes)?;
+    drop_chart_hooks(stream, profile, names, &mut out, notes)?;
+    warn_staying_migrations(stream, profile, &out, notes)?;
     migrate_on_start_off(stream, profile, &mut out, notes)?;
 
-    let (volumes, mounts) = portable_volumes(&api.pod, &api.container.volume_mounts, notes);
-    let deps = dependencies(stream, &api.pod, &api.container, &volumes, opts);
     let base = profile.job.wave;
+    let first_wave = migrations_wave(stream, profile, names, notes)?;
     let namespace = opts.namespace.clone().or_else(|| api.namespace.clone());
     let target = admission.target.to_string();
 
@@ -123,22 +128,19 @@ pub fn inject(
     let gate_ctx = gate_job(api, admission, opts, &namespace, &record_name, base - 1);
     jobs.push(("gate".into(), gate_ctx));
 
-    // Migrations (or downgrades), then one-time steps of the steps crossed.
-    let image = if admission.downgrade {
-        let Some(img) = &opts.deployed_image else {
-            bail!("a downgrade Job must run the deployed, newer image (only it knows the newer revisions): record it in lockstep.lock (deployed.image) or pass --from-image IMAGE");
-        };
+    if admission.downgrade && opts.deployed_image.is_none() {
+        bail!("a downgrade Job must run the deployed, newer image (only it knows the newer revisions): record it in lockstep.lock (deployed.image) or pass --from-image IMAGE");
+    }
+    if admission.downgrade {
         notes.push(format!(
             "WARNING: downgrading {} from {} to {}: take backups of every database before this sync; downgrades can lose data",
             opts.release,
             admission.from.as_ref().map(ToString::to_string).unwrap_or_default(),
             target
         ));
-        img.clone()
-    } else {
-        api.image.full.clone()
-    };
-    let mut commands: Vec<(String, Vec<String>)> = Vec::new();
+    }
+    // Migrations (or downgrades), then one-time steps of the steps crossed.
+    let mut steps: Vec<Planned> = Vec::new();
     if admission.downgrade {
         let missing: Vec<&str> = profile
             .migrations
@@ -162,11 +164,23 @@ pub fn inject(
                 .iter()
                 .map(|a| a.replace("{revision}", rev))
                 .collect();
-            commands.push((format!("downgrade-{}", m.name), cmd));
+            steps.push(Planned {
+                suffix: format!("downgrade-{}", m.name),
+                step: m,
+                command: cmd,
+                first_install: vec![],
+                post: false,
+            });
         }
     } else {
         for m in &profile.migrations {
-            commands.push((format!("migrate-{}", m.name), m.command.clone()));
+            steps.push(Planned {
+                suffix: format!("migrate-{}", m.name),
+                step: m,
+                command: m.command.clone(),
+                first_install: m.first_install.clone(),
+                post: false,
+            });
         }
         for step in &admission.steps {
             for one in step.info.iter().flat_map(|i| &i.one_time) {
@@ -174,9 +188,111 @@ pub fn inject(
                     "{} → {}: one-time step {} runs after the migrations: {}",
                     step.from_line, step.to_line, one.name, one.why
                 ));
-                commands.push((one.name.clone(), one.command.clone()));
+                steps.push(Planned {
+                    suffix: one.name.clone(),
+                    step: profile
+                        .migrations
+                        .first()
+                        .expect("checked: one migration at least"),
+                    command: one.command.clone(),
+                    first_install: vec![],
+                    post: false,
+                });
             }
         }
+        for m in &profile.post_rollout {
+            steps.push(Planned {
+                suffix: m.name.clone(),
+                step: m,
+                command: m.command.clone(),
+                first_install: m.first_install.clone(),
+                post: true,
+            });
+        }
+    }
+    // One-time steps run where the first migration runs, with its settings but
+    // their own command.
+    let mut deps = BTreeSet::new();
+    let mut contexts = Vec::new();
+    let (mut pre_n, mut post_n) = (0i32, 0i32);
+    for p in &steps {
+        let source = source_of(stream, api, p.step, names)?;
+        let (mut volumes, mut mounts) =
+            portable_volumes(&source.pod, &source.container.volume_mounts, notes);
+        deps.extend(dependencies(
+            stream,
+            &source.pod,
+            &source.container,
+            &volumes,
+            opts,
+        ));
+        let image = if admission.downgrade {
+            opts.deployed_image.clone().expect("checked above")
+        } else {
+            image_of(p.step, &source, api, &admission.target)?
+        };
+        let (command, args) = argv(profile, p, &source, notes);
+        let mut env = merge_env(
+            source.container.env.clone().unwrap_or_default(),
+            &p.step.env,
+        );
+        let mut env_from = source.container.env_from.clone().unwrap_or_default();
+        env_from.extend(p.step.env_from.iter().cloned());
+        for v in &p.step.volumes {
+            if !volumes.iter().any(|x| x.name == v.name) {
+                volumes.push(v.clone());
+            }
+        }
+        mounts.extend(p.step.volume_mounts.iter().cloned());
+        let wants_record = !p.first_install.is_empty() || p.post;
+        if wants_record {
+            env = merge_env(
+                env,
+                &[
+                    EnvVar {
+                        name: "LOCKSTEP_STATE_DIR".into(),
+                        value: Some(STATE_DIR.into()),
+                        value_from: None,
+                    },
+                    EnvVar {
+                        name: "LOCKSTEP_TARGET".into(),
+                        value: Some(target.clone()),
+                        value_from: None,
+                    },
+                ],
+            );
+            volumes.push(record_volume(&record_name));
+            mounts.push(record_mount());
+        }
+        let wave = if p.post {
+            post_n += 1;
+            post_n - 1
+        } else {
+            pre_n += 1;
+            first_wave + pre_n - 1
+        };
+        contexts.push((p, wave, json!({
+            "name": job_name(&opts.release, &p.suffix),
+            "namespace": namespace,
+            "labels": labels(opts, &target, if p.post { "post-rollout" } else { "database-migration" }, Some(&p.suffix)),
+            "activeDeadlineSeconds": profile.job.active_deadline_seconds,
+            "backoffLimit": profile.job.backoff_limit,
+            "podLabels": labels(opts, &target, if p.post { "post-rollout" } else { "database-migration" }, Some(&p.suffix)),
+            "podAnnotations": (!profile.job.pod_annotations.is_empty()).then_some(&profile.job.pod_annotations),
+            "pod": pod_settings(&source.pod, true),
+            "volumes": (!volumes.is_empty()).then_some(&volumes),
+            "containerName": p.suffix,
+            "image": image,
+            "imagePullPolicy": source.container.image_pull_policy,
+            "command": command,
+            "args": args,
+            "env": (!env.is_empty()).then_some(&env),
+            "envFrom": (!env_from.is_empty()).then_some(&env_from),
+            "volumeMounts": (!mounts.is_empty()).then_some(&mounts),
+            "workingDir": source.container.working_dir,
+            "resources": source.container.resources,
+            "securityContext": source.container.security_context,
+        })));
     }
     // Only a render with no known deployed release may be a first install.
     let dep_note = (!deps.is_empty() && admission.from.is_none()).then(|| {
@@ -185,37 +301,20 @@ pub fn inject(
             deps.iter().map(|(k, n)| format!("{k}/{n}")).collect::<Vec<_>>().join(", ")
         )
     });
-    for (i, (suffix, command)) in commands.into_iter().enumerate() {
+    for (p, wave, mut ctx) in contexts {
         let mut annotations = BTreeMap::new();
-        if let (Phase::Presync, Some(n)) = (opts.phase, &dep_note) {
+        if let (Phase::Presync, Some(n), false) = (opts.phase, &dep_note, p.post) {
             annotations.insert(
                 "lockstep.dev/first-install".to_owned(),
                 format!("needs {n}"),
             );
         }
-        let ctx = json!({
-            "name": job_name(&opts.release, &suffix),
-            "namespace": namespace,
-            "labels": labels(opts, &target, "database-migration", Some(&suffix)),
-            "annotations": hook_annotations(opts.phase, base + i as i32, annotations),
-            "activeDeadlineSeconds": profile.job.active_deadline_seconds,
-            "backoffLimit": profile.job.backoff_limit,
-            "podLabels": labels(opts, &target, "database-migration", Some(&suffix)),
-            "podAnnotations": (!profile.job.pod_annotations.is_empty()).then_some(&profile.job.pod_annotations),
-            "pod": pod_settings(&api.pod, true),
-            "volumes": volumes,
-            "containerName": suffix,
-            "image": image,
-            "imagePullPolicy": api.container.image_pull_policy,
-            "command": command,
-            "env": api.container.env,
-            "envFrom": api.container.env_from,
-            "volumeMounts": mounts,
-            "workingDir": api.container.working_dir,
-            "resources": api.container.resources,
-            "securityContext": api.container.security_context,
+        ctx["annotations"] = json!(if p.post {
+            post_annotations(wave, annotations)
+        } else {
+            hook_annotations(opts.phase, wave, annotations)
         });
-        jobs.push((suffix, ctx));
+        jobs.push((p.suffix.clone(), ctx));
     }
     match opts.phase {
         Phase::Presync => {
@@ -239,18 +338,278 @@ pub fn inject(
     Ok(out)
 }
 
-fn gate_job(
+/// Where the gate and the steps that read the release record mount it.
+const STATE_DIR: &str = "/lockstep/state";
+
+fn record_volume(record: &str) -> Volume {
+    serde_json::from_value(
+        json!({"name": "lockstep-state", "configMap": {"name": record, "optional": true}}),
+    )
+    .expect("a valid volume")
+}
+
+fn record_mount() -> VolumeMount {
+    VolumeMount {
+        name: "lockstep-state".into(),
+        mount_path: STATE_DIR.into(),
+        read_only: Some(true),
+        ..Default::default()
+    }
+}
+
+/// One Job to emit: a migration, a downgrade, a one-time or a post-rollout step.
+struct Planned<'p> {
+    suffix: String,
+    /// Where it runs and with what (the profile's step; a one-time step runs as the
+    /// first migration does).
+    step: &'p Migration,
+    command: Vec<String>,
+    first_install: Vec<String>,
+    post: bool,
+}
+
+/// The container a step runs in: the API's, or the one `runs.workload` names.
+struct Source {
+    pod: PodSpec,
+    container: Container,
+    image: String,
+}
+
+fn source_of(stream: &Stream, api: &ApiWorkload, step: &Migration, names: Names) -> Result<Source> {
+    let Some(r) = &step.runs.workload else {
+        return Ok(Source {
+            pod: api.pod.clone(),
+            container: api.container.clone(),
+            image: api.image.full.clone(),
+        });
+    };
+    let mut seen = Vec::new();
+    for doc in &stream.docs {
+        let Some(h) = &doc.head else { continue };
+        if h.kind != r.kind.as_str() {
+            continue;
+        }
+        seen.push(h.name.to_string());
+        if !names.matches(&r.name, &h.name) {
+            continue;
+        }
+        let pod = locate::pod_spec(doc)?;
+        let all: Vec<&Container> = pod
+            .containers
+            .iter()
+            .chain(pod.init_containers.iter().flatten())
+            .collect();
+        let container = match &r.container {
+            Some(c) => all.iter().find(|x| x.name == *c).copied(),
+            None if pod.containers.len() == 1 => pod.containers.first(),
+            None => None,
+        };
+        let Some(container) = container.cloned() else {
+            bail!(
+                "the {} step runs in {} container {:?}, which it does not have (containers: {}). Fix `runs.workload.container` in the profile",
+                step.name,
+                doc.describe(),
+                r.container.as_deref().unwrap_or("(the only one)"),
+                all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+            );
+        };
+        let image = container.image.clone().unwrap_or_default();
+        if image.is_empty() {
+            bail!(
+                "{} container {} has no image",
+                doc.describe(),
+                container.name
+            );
+        }
+        return Ok(Source {
+            pod,
+            container,
+            image,
+        });
+    }
+    bail!(
+        "the {} step runs in {} {}, which this render does not have ({} in the render: {}). Enable it in the chart's values, or fix `runs.workload` in the profile",
+        step.name,
+        r.kind,
+        r.name,
+        r.kind,
+        if seen.is_empty() { "none".to_owned() } else { seen.join(", ") }
+    )
+}
+
+/// The step's image: the source container's, or `runs.image` with the API image's
+/// parts and the release put in.
+fn image_of(
+    step: &Migration,
+    source: &Source,
     api: &ApiWorkload,
-    admission: &Admission,
-    opts: &Options,
-    namespace: &Option<String>,
-    record: &str,
-    wave: i32,
-) -> serde_json::Value {
-    let target = admission.target.to_string();
-    let env = [
-        ("LOCKSTEP_TARGET", target.clone()),
-        ("LOCKSTEP_FROM_LINES", admission.from_lines.join(" ")),
+    target: &semver::Version,
+) -> Result<String> {
+    let Some(expr) = &step.runs.image else {
+        return Ok(source.image.clone());
+    };
+    let full = &api.image.full;
+    let no_digest = full.split('@').next().unwrap_or(full);
+    let repository = match &api.image.tag {
+        Some(t) => no_digest[..no_digest.len() - t.len() - 1].to_owned(),
+        None => no_digest.to_owned(),
+    };
+    if expr.contains("{api.tag}") && api.image.tag.is_none() {
+        bail!(
+            "the {} step's image {expr:?} uses the API image's tag, but {full:?} has none: pin a tag in the chart's values",
+            step.name
+        );
+    }
+    if expr.contains("{api.digest}") && api.image.digest.is_none() {
+        bail!(
+            "the {} step's image {expr:?} uses the API image's digest, but {full:?} has none",
+            step.name
+        );
+    }
+    Ok(expr
+        .replace("{api.repository}", &repository)
+        .replace("{api.tag}", api.image.tag.as_deref().unwrap_or(""))
+        .replace("{api.digest}", api.image.digest.as_deref().unwrap_or(""))
+        .replace("{version}", &target.to_string()))
+}
+
+/// `command` and `args` of a step's container. `keep` runs the step through the
+/// image's entrypoint when the source container does (no `command`, or the
+/// profile's `workload.entrypoint`); a first-install choice or a post-rollout
+/// check wraps the argv in `templates/step.sh`.
+fn argv(
+    profile: &Profile,
+    p: &Planned,
+    source: &Source,
+    notes: &mut Vec<String>,
+) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let mut run = if p.post {
+        let mut v: Vec<String> = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            template::STEP_SCRIPT.into(),
+            "lockstep-step".into(),
+            "post".into(),
+        ];
+        v.extend(p.command.iter().cloned());
+        v
+    } else if !p.first_install.is_empty() {
+        let mut v: Vec<String> = vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            template::STEP_SCRIPT.into(),
+            "lockstep-step".into(),
+            "choose".into(),
+            p.first_install.len().to_string(),
+        ];
+        v.extend(p.first_install.iter().cloned());
+        v.extend(p.command.iter().cloned());
+        v
+    } else {
+        p.command.clone()
+    };
+    if p.step.entrypoint == Entrypoint::Replace {
+        return (Some(run), None);
+    }
+    match &source.container.command {
+        None => (None, Some(run)),
+        Some(c) if c.is_empty() => (None, Some(run)),
+        Some(c) if *c == profile.workload.entrypoint => (Some(c.clone()), Some(run)),
+        Some(c) => {
+            notes.push(format!(
+                "the {} step keeps the image's entrypoint, but container {} replaces it ({}): the step replaces it too",
+                p.suffix,
+                source.container.name,
+                c.join(" ")
+            ));
+            (Some(std::mem::take(&mut run)), None)
+        }
+    }
+}
+
+/// `base` with `extra` set: a name in both takes `extra`'s entry, in `base`'s place.
+fn merge_env(mut base: Vec<EnvVar>, extra: &[EnvVar]) -> Vec<EnvVar> {
+    for e in extra {
+        match base.iter_mut().find(|b| b.name == e.name) {
+            Some(b) => *b = e.clone(),
+            None => base.push(e.clone()),
+        }
+    }
+    base
+}
+
+/// The wave of the first migration: the profile's, or one after the latest chart
+/// hook that stays and that the profile says the migrations follow (`job.after`).
+fn migrations_wave(
+    stream: &Stream,
+    profile: &Profile,
+    names: Names,
+    notes: &mut Vec<String>,
+) -> Result<i32> {
+    let mut wave = profile.job.wave;
+    for doc in &stream.docs {
+        let Some(h) = &doc.head else { continue };
+        if !profile.job.after.iter().any(|m| m.kind == h.kind.as_ref()) {
+            continue;
+        }
+        let v = doc.value()?;
+        if !profile
+            .job
+            .after
+            .iter()
+            .any(|m| matches(m, &h.name, v, names))
+        {
+            continue;
+        }
+        let ann = v.get("metadata").and_then(|m| m.get("annotations"));
+        let weight = ["helm.sh/hook-weight", "argocd.argoproj.io/sync-wave"]
+            .iter()
+            .find_map(|k| ann.and_then(|a| a.get(*k)))
+            .and_then(|w| match w {
+                Value::String(s) => s.trim().parse::<i32>().ok(),
+                Value::Number(n) => n.as_i64().and_then(|n| i32::try_from(n).ok()),
+                _ => None,
+            })
+            .unwrap_or(0);
+        if weight + 1 > wave {
+            wave = weight + 1;
+            notes.push(format!(
+                "the migrations run at wave {wave}, after {} (wave {weight}), which they need",
+                doc.describe()
+            ));
+        }
+    }
+    Ok(wave)
+}
+
+/// Post-rollout hooks: Argo CD PostSync, Helm post-install,post-upgrade.
+fn post_annotations(wave: i32, mut extra: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    for (k, v) in [
+        ("argocd.argoproj.io/hook", "PostSync"),
+        (
+            "argocd.argoproj.io/hook-delete-policy",
+            "BeforeHookCreation,HookSucceeded",
+        ),
+        ("helm.sh/hook", "post-install,post-upgrade"),
+        (
+            "helm.sh/hook-delete-policy",
+            "before-hook-creation,hook-succeeded",
+        ),
+    ] {
+        extra.insert(k.to_owned(), v.to_owned());
+    }
+    extra.insert("argocd.argoproj.io/sync-wave".to_owned(), wave.to_string());
+    extra.insert("helm.sh/hook-weight".to_owned(), wave.to_string());
+    extra
+}
+
+/// The gate step's environment: what `templates/gate.sh` decides with.
+pub fn gate_env(admission: &Admission, record: &str) -> [(&'static str, String); 7] {
+    [
+        ("LOCKSTEP_TARGET", admission.target.to_string()),
+        ("LOCKSTEP_FROM_RANGES", admission.script_ranges()),
+        ("LOCKSTEP_NEWEST", admission.newest.to_string()),
+        ("LOCKSTEP_ALLOWED", admission.describe_ranges()),
         (
             "LOCKSTEP_DOWNGRADE_FROM",
             admission
@@ -261,9 +620,20 @@ fn gate_job(
                 .unwrap_or_default(),
         ),
         ("LOCKSTEP_RECORD", record.to_owned()),
-        ("LOCKSTEP_STATE_DIR", "/lockstep/state".to_owned()),
+        ("LOCKSTEP_STATE_DIR", STATE_DIR.to_owned()),
     ]
-    .map(|(n, v)| json!({"name": n, "value": v}));
+}
+
+fn gate_job(
+    api: &ApiWorkload,
+    admission: &Admission,
+    opts: &Options,
+    namespace: &Option<String>,
+    record: &str,
+    wave: i32,
+) -> serde_json::Value {
+    let target = admission.target.to_string();
+    let env = gate_env(admission, record).map(|(n, v)| json!({"name": n, "value": v}));
     let mut pod = pod_settings(&api.pod, false);
     pod["automountServiceAccountToken"] = json!(false);
     json!({
@@ -281,6 +651,7 @@ fn gate_job(
         "image": opts.gate_image.clone().unwrap_or_else(|| api.image.full.clone()),
         "imagePullPolicy": api.container.image_pull_policy,
         "command": ["/bin/sh", "-c", template::GATE_SCRIPT],
+        "args": null,
         "env": env,
         "envFrom": null,
         "volumeMounts": [{"name": "lockstep-state", "mountPath": "/lockstep/state", "readOnly": true}],
@@ -494,10 +865,14 @@ fn bundled_database(stream: &Stream, profile: &Profile) -> Result<BTreeSet<(Stri
         if !rules.iter().any(|m| m.kind == h.kind) {
             continue;
         }
-        let labels = locate::labels(doc.value()?);
+        let v = doc.value()?;
+        let names = Names {
+            release: None,
+            charts: &profile.charts,
+        };
         if rules
             .iter()
-            .any(|m| matches_resource(m, &h.kind, &h.name, &labels))
+            .any(|m| m.kind == h.kind.as_ref() && matches(m, &h.name, v, names))
         {
             out.insert((h.kind.to_string(), h.name.to_string()));
         }
@@ -544,22 +919,62 @@ fn move_earlier(
     Ok(())
 }
 
-fn matches_resource(
-    m: &ResourceMatch,
-    kind: &str,
-    name: &str,
-    labels: &BTreeMap<String, String>,
-) -> bool {
-    m.kind == kind
+/// Whether a document (its name and parsed value; the kind is checked by the
+/// caller) matches every criterion `m` gives.
+fn matches(m: &ResourceMatch, name: &str, v: &Value, names: Names) -> bool {
+    m.name.as_ref().is_none_or(|p| names.matches(p, name))
         && m.name_suffix
             .as_ref()
             .is_none_or(|s| name.ends_with(s.as_str()))
-        && locate::labels_match(labels, &m.match_labels)
+        && locate::labels_match(&locate::labels(v), &m.match_labels)
+        && locate::labels_match(&locate::pod_labels(v), &m.pod_labels)
+        && (m.command.is_empty() || commands(v).iter().any(|c| contains_run(c, &m.command)))
+}
+
+/// Each container's (and init container's) command followed by its args, split
+/// into words (a `sh -c` string counts word by word).
+fn commands(v: &Value) -> Vec<Vec<String>> {
+    let spec = v
+        .get("spec")
+        .and_then(|s| s.get("template"))
+        .and_then(|t| t.get("spec"))
+        .or_else(|| v.get("spec"));
+    let mut out = Vec::new();
+    for list in ["containers", "initContainers"] {
+        for c in spec
+            .and_then(|s| s.get(list))
+            .and_then(Value::as_sequence)
+            .into_iter()
+            .flatten()
+        {
+            let mut words = Vec::new();
+            for field in ["command", "args"] {
+                for w in c
+                    .get(field)
+                    .and_then(Value::as_sequence)
+                    .into_iter()
+                    .flatten()
+                {
+                    if let Some(w) = w.as_str() {
+                        words.extend(w.split_whitespace().map(str::to_owned));
+                    }
+                }
+            }
+            out.push(words);
+        }
+    }
+    out
+}
+
+/// Whether `words` contains `run` as consecutive words.
+fn contains_run(words: &[String], run: &[String]) -> bool {
+    !run.is_empty() && words.windows(run.len()).any(|w| w == run)
 }
 
 fn drop_chart_hooks(
     stream: &Stream,
     profile: &Profile,
+    names: Names,
     out: &mut Injection,
     notes: &mut Vec<String>,
 ) -> Result<()> {
@@ -572,7 +987,7 @@ fn drop_chart_hooks(
         if profile
             .chart_hooks
             .iter()
-            .any(|m| matches_resource(m, &h.kind, &h.name, &locate::labels(v)))
+            .any(|m| m.kind == h.kind.as_ref() && matches(m, &h.name, v, names))
         {
             let hook = v
                 .get("metadata")
@@ -589,6 +1004,80 @@ fn drop_chart_hooks(
         }
     }
     Ok(())
+}
+
+/// Warns about a Job that stays in the render and looks like a migration: it runs
+/// one of the profile's commands, or its name says migrat, schema or db-init.
+fn warn_staying_migrations(
+    stream: &Stream,
+    profile: &Profile,
+    out: &Injection,
+    notes: &mut Vec<String>,
+) -> Result<()> {
+    for (i, doc) in stream.docs.iter().enumerate() {
+        let Some(h) = &doc.head else { continue };
+        if !matches!(h.kind.as_ref(), "Job" | "CronJob") || out.edits.contains_key(&i) {
+            continue;
+        }
+        let v = doc.value()?;
+        let runs = commands(v);
+        let command = profile
+            .migrations
+            .iter()
+            .chain(&profile.post_rollout)
+            .flat_map(|m| [&m.command, &m.first_install])
+            .find(|c| runs.iter().any(|w| contains_run(w, c)));
+        let lower = h.name.to_ascii_lowercase();
+        let word = ["migrat", "schema", "db-init"]
+            .into_iter()
+            .find(|w| lower.contains(w));
+        let why = match (command, word) {
+            (Some(c), _) => format!("it runs `{}`", c.join(" ")),
+            (None, Some(w)) => format!("its name contains {w:?}"),
+            (None, None) => continue,
+        };
+        notes.push(format!(
+            "WARNING: {} stays in the render and looks like a migration ({why}): if it migrates the database, add it to the profile's chartHooks so it is removed; else ignore this",
+            doc.describe()
+        ));
+    }
+    Ok(())
+}
+
+/// Warns when none of `database.env` reaches the API container, by `env` or by an
+/// `envFrom` source of the render; a source outside the render cannot be checked.
+fn check_database_env(
+    stream: &Stream,
+    profile: &Profile,
+    api: &ApiWorkload,
+    notes: &mut Vec<String>,
+) {
+    if profile.database.env.is_empty() {
+        return;
+    }
+    let mut unknown = false;
+    for name in &profile.database.env {
+        if api.has_env(name) {
+            return;
+        }
+        match env_from_provides(stream, api, name) {
+            Some(true) => return,
+            None => unknown = true,
+            Some(false) => {}
+        }
+    }
+    let list = profile.database.env.join(", ");
+    if unknown {
+        notes.push(format!(
+            "cannot verify the database settings: none of {list} is set in {}'s env, and it takes env from objects outside this render (envFrom); make sure they set one",
+            api.describe()
+        ));
+    } else {
+        notes.push(format!(
+            "WARNING: none of the profile's database.env ({list}) reaches {}, by env or envFrom: the migration would not find the database. Set the database in the chart's values, or fix database.env in the profile",
+            api.describe()
+        ));
+    }
 }
 
 const WORKLOAD_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];

@@ -254,14 +254,14 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
             // rendering: a chart that `fail`s on a key an older release read must not
             // hide the gate's refusal and its fix (`lockstep values migrate`).
             let early_target = match profile.releases.version_from {
-                VersionSource::ChartVersion => gate::parse_version(&meta.version),
+                VersionSource::ChartVersion => gate::parse_release(&meta.version),
                 VersionSource::AppVersion => {
-                    meta.app_version.as_deref().and_then(gate::parse_version)
+                    meta.app_version.as_deref().and_then(gate::parse_release)
                 }
                 VersionSource::ImageTag => None,
             };
-            if let Some(target) = early_target {
-                gate_check(req, &profile, &meta.name, &target, &user, &values)?;
+            if let Some((target, floating)) = early_target {
+                gate_check(req, &profile, &meta.name, &target, floating, &user, &values)?;
             }
             Ok(Pending {
                 text: PendingText::Helm(rendering),
@@ -329,7 +329,15 @@ pub fn analyze<'a>(
             choose_profile(req, meta.as_ref(), notes)?
         }
     };
-    let api = locate::find(&stream, &profile, req.api_workload.as_ref())?;
+    let hint = match &req.input {
+        Input::Chart(_) => Some(release_name(req, origin.chart.as_ref())?),
+        Input::Stream(_) => req.release.clone(),
+    };
+    let names = locate::Names {
+        release: hint.as_deref(),
+        charts: &profile.charts,
+    };
+    let api = locate::find(&stream, &profile, req.api_workload.as_ref(), names)?;
     let chart = origin
         .chart
         .clone()
@@ -345,14 +353,16 @@ pub fn analyze<'a>(
                 release: req
                     .release
                     .clone()
-                    .or_else(|| api.labels.get("app.kubernetes.io/instance").cloned()),
+                    .or_else(|| api.labels.get("app.kubernetes.io/instance").cloned())
+                    // Charts with the older label convention (Sentry): `release`.
+                    .or_else(|| api.labels.get("release").cloned()),
                 // Only the name is read: no copy of the input stream.
                 ..Request::new(Input::Stream(String::new().into()))
             },
             Some(&chart),
         )?,
     };
-    let target = identify(&profile, &chart, &api)?;
+    let (target, floating) = identify(&profile, &chart, &api)?;
     if req.from.is_none() {
         notes.push(format!(
             "no deployed release is known (--from, LOCKSTEP_FROM or lockstep.lock): only the in-cluster gate protects this sync of {} {target}",
@@ -365,6 +375,7 @@ pub fn analyze<'a>(
         &profile,
         &chart.name,
         &target,
+        floating,
         origin.user.as_ref().unwrap_or(&empty),
         origin.values.as_ref().unwrap_or(&empty),
     )?;
@@ -398,6 +409,7 @@ fn gate_check(
     profile: &Profile,
     chart: &str,
     target: &Version,
+    floating: bool,
     user: &serde_yaml::Value,
     effective: &serde_yaml::Value,
 ) -> Result<Admission> {
@@ -409,8 +421,15 @@ fn gate_check(
                 .ok_or_else(|| anyhow!("the deployed release {f:?} is not a version (e.g. 0.8.2)"))
         })
         .transpose()?;
-    let admission = gate::admit(profile, chart, from.as_ref(), target, req.allow_downgrade)
-        .map_err(anyhow::Error::new)?;
+    let admission = gate::admit_release(
+        profile,
+        chart,
+        from.as_ref(),
+        target,
+        floating,
+        req.allow_downgrade,
+    )
+    .map_err(anyhow::Error::new)?;
     let findings = gate::check_values_with(&admission.steps, user, effective);
     if !findings.is_empty() {
         let list: Vec<String> = findings
@@ -448,8 +467,9 @@ fn stream_chart_meta(stream: &stream::Stream) -> Option<ChartMeta> {
     metas.into_iter().nth(known.unwrap_or(0))
 }
 
-/// The release being rendered, read where the profile says.
-fn identify(profile: &Profile, chart: &ChartMeta, api: &ApiWorkload) -> Result<Version> {
+/// The release being rendered, read where the profile says, and whether it floats
+/// (`kong:3.9`: any 3.9.x).
+fn identify(profile: &Profile, chart: &ChartMeta, api: &ApiWorkload) -> Result<(Version, bool)> {
     let (what, text) = match profile.releases.version_from {
         VersionSource::ChartVersion => ("chart version", chart.version.clone()),
         VersionSource::AppVersion => (
@@ -458,7 +478,7 @@ fn identify(profile: &Profile, chart: &ChartMeta, api: &ApiWorkload) -> Result<V
         ),
         VersionSource::ImageTag => ("API image tag", api.image.tag.clone().unwrap_or_default()),
     };
-    gate::parse_version(&text).ok_or_else(|| {
+    gate::parse_release(&text).ok_or_else(|| {
         anyhow!(
             "cannot tell which release this is: the {what} {text:?} ({}) is not a version. Profile {} reads the release from the {what}; pin a versioned tag or use a profile that reads another field (releases.versionFrom)",
             api.image.full, profile.name

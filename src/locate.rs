@@ -115,11 +115,81 @@ impl ImageRef {
     }
 }
 
+/// What a name pattern's placeholders stand for: the Helm release (unknown for a
+/// stream without --release: the placeholder then matches any name) and the
+/// chart names of the profile, for `{fullname}`.
+#[derive(Debug, Clone, Copy)]
+pub struct Names<'a> {
+    pub release: Option<&'a str>,
+    pub charts: &'a [String],
+}
+
+impl Names<'_> {
+    /// Whether `name` matches `pattern`: exact text, `*` (any run of characters),
+    /// `{release}`, and `{fullname}` (Helm's usual fullname: the release when it
+    /// contains the chart's name, else `<release>-<chart>`).
+    pub fn matches(&self, pattern: &str, name: &str) -> bool {
+        let Some(release) = self.release else {
+            let p = pattern.replace("{release}", "*").replace("{fullname}", "*");
+            return glob(&p, name);
+        };
+        let p = pattern.replace("{release}", release);
+        if !p.contains("{fullname}") {
+            return glob(&p, name);
+        }
+        let mut full: Vec<String> = self
+            .charts
+            .iter()
+            .map(|c| {
+                if release.contains(c.as_str()) {
+                    release.to_owned()
+                } else {
+                    format!("{release}-{c}")
+                }
+            })
+            .collect();
+        if full.is_empty() {
+            full.push(release.to_owned());
+        }
+        full.iter().any(|f| glob(&p.replace("{fullname}", f), name))
+    }
+}
+
+/// `*` matches any run of characters; everything else is literal.
+pub fn glob(pattern: &str, text: &str) -> bool {
+    let parts: Vec<&str> = pattern.split('*').collect();
+    if parts.len() == 1 {
+        return pattern == text;
+    }
+    let (first, last) = (parts[0], parts[parts.len() - 1]);
+    if !text.starts_with(first) || text.len() < first.len() + last.len() || !text.ends_with(last) {
+        return false;
+    }
+    let mut rest = &text[first.len()..text.len() - last.len()];
+    for mid in &parts[1..parts.len() - 1] {
+        match rest.find(mid) {
+            Some(i) => rest = &rest[i + mid.len()..],
+            None => return false,
+        }
+    }
+    true
+}
+
+/// Labels of a workload's pod template, string values only.
+pub fn pod_labels(value: &Value) -> BTreeMap<String, String> {
+    value
+        .get("spec")
+        .and_then(|s| s.get("template"))
+        .map(labels)
+        .unwrap_or_default()
+}
+
 /// Finds the API workload among the stream's documents.
 pub fn find(
     stream: &Stream,
     profile: &Profile,
     explicit: Option<&WorkloadRef>,
+    names: Names,
 ) -> Result<ApiWorkload> {
     let mut workloads = Vec::new(); // every workload, for messages
     let mut found = Vec::new();
@@ -137,12 +207,14 @@ pub fn find(
         let matches = match explicit {
             Some(r) => head.name == r.name,
             None => {
+                let v = doc.value()?;
                 profile
                     .workload
                     .name
                     .as_ref()
-                    .is_none_or(|n| *n == head.name)
-                    && labels_match(&labels(doc.value()?), &profile.workload.match_labels)
+                    .is_none_or(|n| names.matches(n, &head.name))
+                    && labels_match(&labels(v), &profile.workload.match_labels)
+                    && labels_match(&pod_labels(v), &profile.workload.pod_labels)
             }
         };
         if matches {
@@ -187,6 +259,14 @@ fn describe_match(profile: &Profile) -> String {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         parts.push(format!("labelled {}", l.join(",")));
+    }
+    if !w.pod_labels.is_empty() {
+        let l: Vec<_> = w
+            .pod_labels
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        parts.push(format!("with pods labelled {}", l.join(",")));
     }
     format!("{} (profile {})", parts.join(" "), profile.name)
 }
@@ -306,6 +386,25 @@ mod tests {
         assert_eq!(r.digest.as_deref(), Some("sha256:ab"));
         let r = ImageRef::parse("registry:5000/prefecthq/prefect");
         assert_eq!(r.tag, None);
+    }
+
+    #[test]
+    fn name_patterns() {
+        let charts = vec!["sentry".to_owned()];
+        let n = |r| Names {
+            release: r,
+            charts: &charts,
+        };
+        assert!(n(Some("errors")).matches("{fullname}-web", "errors-sentry-web"));
+        assert!(n(Some("sentry")).matches("{fullname}-web", "sentry-web"));
+        assert!(!n(Some("sentry")).matches("{fullname}-web", "sentry-sentry-web"));
+        assert!(n(Some("kong")).matches("{release}-kong", "kong-kong"));
+        assert!(!n(Some("kong")).matches("{release}-kong", "edge-kong"));
+        assert!(n(None).matches("{release}-kong", "edge-kong"));
+        assert!(n(Some("x")).matches("*-db-init", "x-snuba-db-init"));
+        assert!(n(Some("x")).matches("{release}-db-init", "x-db-init"));
+        assert!(!n(Some("x")).matches("{release}-db-init", "x-snuba-db-init"));
+        assert!(glob("a*b*c", "a-b-c") && !glob("a*b*c", "a-c"));
     }
 
     #[test]

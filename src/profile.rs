@@ -48,6 +48,10 @@ pub struct Profile {
     /// The chart's own migration hooks, replaced by lockstep's Jobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chart_hooks: Vec<ResourceMatch>,
+    /// Steps that run after the new pods rolled (Argo CD PostSync, Helm
+    /// post-install,post-upgrade), gated by the release record.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub post_rollout: Vec<Migration>,
     #[serde(default)]
     pub job: JobDefaults,
     #[serde(default)]
@@ -63,12 +67,22 @@ pub struct WorkloadMatch {
     /// Labels the workload's metadata must carry (all of them).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
-    /// The workload's exact name, when labels are not enough.
+    /// Labels the workload's pod template must carry (all of them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+    /// The workload's name, when labels are not enough: exact, or a pattern with
+    /// `*`, `{release}` (the Helm release) and `{fullname}` (the release, or
+    /// `<release>-<chart>` when the release does not contain the chart's name).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
     /// The container that runs the API; default: the pod's only container.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub container: Option<String>,
+    /// The image's entrypoint as a chart may write it in `command` (e.g.
+    /// `[/usr/bin/tini, -g, --, /opt/prefect/entrypoint.sh]`): a container whose
+    /// command is this runs through the entrypoint.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub entrypoint: Vec<String>,
 }
 
 fn default_workload_kinds() -> Vec<String> {
@@ -90,6 +104,44 @@ pub struct Database {
     /// move to a wave before the Jobs, so a first install has a database to migrate.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bundled: Vec<ResourceMatch>,
+}
+
+/// Where a step runs: the API container unless `workload` names another container
+/// of the render; `image` replaces the image with an expression tied to the release.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Runs {
+    /// Another workload (any kind with a pod template, a chart's Job included) and
+    /// container: its image, env, envFrom, volumes and pod settings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workload: Option<ContainerRef>,
+    /// An image expression: `{api.repository}`, `{api.tag}`, `{api.digest}`,
+    /// `{version}` (the release); e.g. `getsentry/snuba:{api.tag}`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ContainerRef {
+    pub kind: String,
+    /// Exact or a pattern, as `workload.name`.
+    pub name: String,
+    /// A container or init container; default: the pod's only container.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub container: Option<String>,
+}
+
+/// Whether a step's command replaces the image's entrypoint or runs through it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Entrypoint {
+    /// `command:` is the step's argv.
+    #[default]
+    Replace,
+    /// `args:` is the step's argv, run by the image's entrypoint, when the source
+    /// container runs through it (no `command`, or `workload.entrypoint`).
+    Keep,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -114,7 +166,25 @@ pub struct MigrateOnStart {
 pub struct Migration {
     /// Short DNS-safe name: part of the Job name.
     pub name: String,
+    /// The command of an upgrade (and of a first install, unless `firstInstall`).
     pub command: Vec<String>,
+    /// The command when no release is recorded (a first install), chosen in the pod
+    /// from the release record (needs `/bin/sh` in the image).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub first_install: Vec<String>,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub runs: Runs,
+    #[serde(default, skip_serializing_if = "is_default")]
+    pub entrypoint: Entrypoint,
+    /// Extra env (set after the source container's, replacing the same names).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env: Vec<k8s_openapi::api::core::v1::EnvVar>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_from: Vec<k8s_openapi::api::core::v1::EnvFromSource>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volumes: Vec<k8s_openapi::api::core::v1::Volume>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub volume_mounts: Vec<k8s_openapi::api::core::v1::VolumeMount>,
     /// The downgrade command; `{revision}` is replaced by the target revision.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub downgrade: Vec<String>,
@@ -132,14 +202,41 @@ pub struct RequiredEnv {
     pub why: String,
 }
 
+fn is_default<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+impl Migration {
+    /// The commands for people: `kong migrations up (first install: kong migrations bootstrap)`.
+    pub fn describe(&self) -> String {
+        let mut s = self.command.join(" ");
+        if !self.first_install.is_empty() {
+            s += &format!(" (first install: {})", self.first_install.join(" "));
+        }
+        s
+    }
+}
+
+/// A document of the render, by kind and any of: name (exact or pattern), name
+/// suffix, metadata labels, pod-template labels, container command. All given
+/// must match.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ResourceMatch {
     pub kind: String,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub match_labels: BTreeMap<String, String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_labels: BTreeMap<String, String>,
+    /// Exact name or pattern: `*`, `{release}`, `{fullname}` (as `workload.name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name_suffix: Option<String>,
+    /// Words a container's command + args contain, in this order (e.g.
+    /// `[snuba, migrations, migrate]`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub command: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -156,6 +253,10 @@ pub struct JobDefaults {
     /// Annotations for the Jobs' pods (e.g. to keep a mesh sidecar out).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub pod_annotations: BTreeMap<String, String>,
+    /// Chart hooks that stay and that the migrations must follow (e.g. the Secrets
+    /// a chart creates as hooks): the migrations start one wave after the latest.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub after: Vec<ResourceMatch>,
 }
 
 fn default_deadline() -> i64 {
@@ -175,6 +276,7 @@ impl Default for JobDefaults {
             backoff_limit: default_backoff(),
             wave: default_wave(),
             pod_annotations: BTreeMap::new(),
+            after: Vec::new(),
         }
     }
 }
@@ -196,10 +298,16 @@ pub enum VersionSource {
 pub enum UpgradeRule {
     /// Lines in catalog order: the next line is the next entry, whatever its number.
     Catalog,
-    /// Seed 003: patch and next minor are direct; a skipped minor is walked;
-    /// a major goes to its `.0` from the last minor of the previous major.
+    /// Without `lines`, seed 003: patch and next minor are direct; a skipped minor
+    /// is walked; a major's `.0` follows any line of the previous major. With
+    /// `lines`, only the listed lines, in numeric order.
     #[default]
     Semver,
+    /// `YEAR.MONTH.patch` releases: only the listed lines, in date order (authentik's
+    /// even months, Sentry's monthly releases).
+    Calver,
+    /// Any later release, as long as no hard stop is skipped.
+    AnyForward,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -212,8 +320,34 @@ pub struct Releases {
     /// Downgrades are possible with per-database revisions (else: restore a backup).
     #[serde(default)]
     pub downgrade_supported: bool,
+    /// The next line only from the latest patch of the current one (its `latest`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_latest_patch: bool,
+    /// Direct jumps the rule does not give (e.g. LTS to LTS).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub jumps: Vec<Jump>,
+    /// Releases no upgrade may skip: an upgrade past one starts from it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub hard_stops: Vec<HardStop>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub lines: Vec<Line>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Jump {
+    pub from: String,
+    pub to: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub why: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct HardStop {
+    pub version: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub why: String,
 }
 
 impl Releases {
@@ -301,23 +435,56 @@ impl Profile {
         if self.migrations.is_empty() {
             bail!("declares no migrations: add at least one under `migrations:`");
         }
-        for m in &self.migrations {
+        let mut names = std::collections::BTreeSet::new();
+        for m in self.migrations.iter().chain(&self.post_rollout) {
             if !is_dns_label(&m.name) || m.name.len() > 20 {
                 bail!(
                     "migration name {:?} must be a lower-case DNS label of at most 20 characters",
                     m.name
                 );
             }
+            if !names.insert(m.name.as_str()) {
+                bail!("two steps are named {:?}: each needs its own name", m.name);
+            }
             if m.command.is_empty() {
                 bail!("migration {:?} has an empty command", m.name);
             }
+            if let Some(image) = &m.runs.image {
+                check_image_expression(image)
+                    .with_context(|| format!("migration {:?}: runs.image", m.name))?;
+            }
         }
         for l in &self.releases.lines {
-            parse_line(&l.line)
+            let (_, minor) = parse_line(&l.line)
                 .with_context(|| format!("release line {:?} must be MAJOR.MINOR", l.line))?;
+            if self.releases.rule == UpgradeRule::Calver && !(1..=12).contains(&minor) {
+                bail!(
+                    "release line {:?}: `rule: calver` lines are YEAR.MONTH (month 1 to 12)",
+                    l.line
+                );
+            }
         }
-        if self.releases.rule == UpgradeRule::Catalog && self.releases.lines.is_empty() {
-            bail!("uses `rule: catalog` but lists no release lines");
+        for j in &self.releases.jumps {
+            for l in [&j.from, &j.to] {
+                parse_line(l).with_context(|| {
+                    format!(
+                        "jump {} → {}: {l:?} must be a release line MAJOR.MINOR",
+                        j.from, j.to
+                    )
+                })?;
+            }
+        }
+        for h in &self.releases.hard_stops {
+            if crate::gate::parse_version(&h.version).is_none() {
+                bail!("hard stop {:?} is not a version (e.g. 24.8.0)", h.version);
+            }
+        }
+        if matches!(
+            self.releases.rule,
+            UpgradeRule::Catalog | UpgradeRule::Calver
+        ) && self.releases.lines.is_empty()
+        {
+            bail!("uses `rule: catalog` or `rule: calver` but lists no release lines");
         }
         Ok(())
     }
@@ -326,6 +493,27 @@ impl Profile {
     pub fn to_yaml(&self) -> String {
         serde_yaml::to_string(self).expect("a profile always serializes")
     }
+}
+
+/// The placeholders a `runs.image` expression may use.
+pub const IMAGE_PLACEHOLDERS: &[&str] =
+    &["{api.repository}", "{api.tag}", "{api.digest}", "{version}"];
+
+fn check_image_expression(image: &str) -> Result<()> {
+    let mut rest = image.to_owned();
+    for p in IMAGE_PLACEHOLDERS {
+        rest = rest.replace(p, "");
+    }
+    if rest.contains('{') || rest.contains('}') {
+        bail!(
+            "{image:?} has an unknown placeholder; known: {}",
+            IMAGE_PLACEHOLDERS.join(", ")
+        );
+    }
+    if image.trim().is_empty() || image.contains(char::is_whitespace) {
+        bail!("{image:?} is not an image reference");
+    }
+    Ok(())
 }
 
 /// Parses `MAJOR.MINOR` into numbers.

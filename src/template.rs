@@ -31,6 +31,7 @@ use std::fmt::Write;
 pub const JOB: &str = include_str!("../templates/job.yaml.hbs");
 pub const RECORD: &str = include_str!("../templates/record-configmap.yaml.hbs");
 pub const GATE_SCRIPT: &str = include_str!("../templates/gate.sh");
+pub const STEP_SCRIPT: &str = include_str!("../templates/step.sh");
 
 pub struct Templates {
     hb: Handlebars<'static>,
@@ -344,7 +345,7 @@ mod tests {
                     "imagePullSecrets": [{"name": "s"}], "securityContext": null,
                     "nodeSelector": {"disk": "ssd"}, "tolerations": [], "affinity": null},
             "volumes": [], "containerName": "c", "image": "i:1@sha256:ab",
-            "imagePullPolicy": null, "command": odd, "env": [{"name": "E", "value": "1e3"}],
+            "imagePullPolicy": null, "command": odd, "args": ["a", "no"], "env": [{"name": "E", "value": "1e3"}],
             "envFrom": [], "volumeMounts": [], "workingDir": null, "resources": {},
             "securityContext": {"runAsUser": 1000}
         });

@@ -171,7 +171,7 @@ fn every_legal_step_of_the_ladder_passes() {
         assert_eq!(env["LOCKSTEP_TARGET"], to);
         let to_line = &to[..to.rfind('.').unwrap()];
         assert!(
-            env["LOCKSTEP_FROM_LINES"].split(' ').any(|l| l == to_line),
+            env["LOCKSTEP_ALLOWED"].contains(to_line) && !env["LOCKSTEP_FROM_RANGES"].is_empty(),
             "{env:?}"
         );
         // The one-time step of 0.8 → 1.2 runs only when that step is crossed.
@@ -1207,7 +1207,7 @@ fn the_gate_script_of_a_real_render_decides_against_the_record() {
     let up = ok(&render(Some("0.8.2"), "1.2.0"));
     let gate = gate_of(&up, RELEASE);
     assert_eq!(gate.env["LOCKSTEP_TARGET"], "1.2.0");
-    assert_eq!(gate.env["LOCKSTEP_FROM_LINES"], "0.8 1.2");
+    assert_eq!(gate.env["LOCKSTEP_ALLOWED"], "0.8.x, 1.2.0");
     assert_eq!(gate.env["LOCKSTEP_DOWNGRADE_FROM"], "");
     // Records written by real renders of earlier releases.
     let rec_082 = record_files(&ok(&render(Some("0.7.0"), "0.8.2")), RELEASE);
@@ -1246,7 +1246,7 @@ fn the_gate_script_of_a_real_render_decides_against_the_record() {
             &[
                 "the live release is 0.6.1 (line 0.6)",
                 "deploys 1.2.0",
-                "lines: 0.8 1.2",
+                "can only follow: 0.8.x, 1.2.0",
                 "lockstep plan --from 0.6.1 --to 1.2.0",
             ],
         );
