@@ -456,11 +456,12 @@ fn walk(
     // In upgrade order: by line (catalog position), then by version.
     let last = nodes.len() - 1;
     let mut idx: Vec<usize> = (1..last).collect();
+    // A hard stop before the line it belongs to, when both are the same release.
     idx.sort_by_key(|&i| {
         (
             order(nodes[i].line),
             key(&nodes[i].version),
-            nodes[i].hard_stop,
+            !nodes[i].hard_stop,
         )
     });
     let mut sorted = vec![nodes[0].clone()];

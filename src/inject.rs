@@ -99,7 +99,7 @@ pub fn inject(
     check_database_env(stream, profile, api, notes);
     let mut out = Injection::default();
     drop_chart_hooks(stream, profile, names, &mut out, notes)?;
-    warn_staying_migrations(stream, profile, &out, notes)?;
+    warn_staying_migrations(stream, profile, names, &out, notes)?;
     migrate_on_start_off(stream, profile, &mut out, notes)?;
 
     let base = profile.job.wave;
@@ -1011,6 +1011,7 @@ fn drop_chart_hooks(
 fn warn_staying_migrations(
     stream: &Stream,
     profile: &Profile,
+    names: Names,
     out: &Injection,
     notes: &mut Vec<String>,
 ) -> Result<()> {
@@ -1020,6 +1021,13 @@ fn warn_staying_migrations(
             continue;
         }
         let v = doc.value()?;
+        if profile
+            .keep_hooks
+            .iter()
+            .any(|m| m.kind == h.kind.as_ref() && matches(m, &h.name, v, names))
+        {
+            continue;
+        }
         let runs = commands(v);
         let command = profile
             .migrations

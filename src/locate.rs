@@ -306,12 +306,39 @@ pub fn pod_spec(doc: &Doc) -> Result<PodSpec> {
         .and_then(|s| s.get("template"))
         .and_then(|t| t.get("spec"))
         .ok_or_else(|| anyhow!("{} has no spec.template.spec", doc.describe()))?;
-    serde_yaml::from_value(spec.clone()).with_context(|| {
+    let mut spec = spec.clone();
+    yaml11_modes(&mut spec);
+    serde_yaml::from_value(spec).with_context(|| {
         format!(
             "{}: spec.template.spec is not a valid pod spec",
             doc.describe()
         )
     })
+}
+
+/// File modes written the YAML 1.1 way (`defaultMode: 0555`, octal, as Kubernetes
+/// reads it) arrive as strings from a YAML 1.2 reader: they become the number
+/// Kubernetes would see (0555 → 365), so the pod spec can be typed.
+fn yaml11_modes(v: &mut Value) {
+    match v {
+        Value::Mapping(m) => {
+            for (k, child) in m.iter_mut() {
+                let is_mode = matches!(k.as_str(), Some("defaultMode" | "mode"));
+                let octal = match child {
+                    Value::String(s) if is_mode && s.len() > 1 && s.starts_with('0') => {
+                        u32::from_str_radix(&s[1..], 8).ok()
+                    }
+                    _ => None,
+                };
+                match octal {
+                    Some(n) => *child = Value::from(n),
+                    None => yaml11_modes(child),
+                }
+            }
+        }
+        Value::Sequence(s) => s.iter_mut().for_each(yaml11_modes),
+        _ => {}
+    }
 }
 
 fn read(

@@ -24,6 +24,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         "prefect-customer-managed",
         include_str!("../profiles/prefect-customer-managed.yaml"),
     ),
+    ("temporal", include_str!("../profiles/temporal.yaml")),
+    ("kong", include_str!("../profiles/kong.yaml")),
+    ("authentik", include_str!("../profiles/authentik.yaml")),
+    ("sentry", include_str!("../profiles/sentry.yaml")),
     ("generic", include_str!("../profiles/generic.yaml")),
 ];
 
@@ -48,6 +52,10 @@ pub struct Profile {
     /// The chart's own migration hooks, replaced by lockstep's Jobs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub chart_hooks: Vec<ResourceMatch>,
+    /// Chart Jobs that look like migrations (by name or command) but stay, on
+    /// purpose: no warning for them (e.g. Sentry's Kafka topic bootstrap).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keep_hooks: Vec<ResourceMatch>,
     /// Steps that run after the new pods rolled (Argo CD PostSync, Helm
     /// post-install,post-upgrade), gated by the release record.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -448,6 +456,14 @@ impl Profile {
             }
             if m.command.is_empty() {
                 bail!("migration {:?} has an empty command", m.name);
+            }
+            if self.post_rollout.iter().any(|p| std::ptr::eq(p, m))
+                && (!m.first_install.is_empty() || !m.downgrade.is_empty())
+            {
+                bail!(
+                    "post-rollout step {:?}: firstInstall and downgrade belong to migrations; a post-rollout step has one command",
+                    m.name
+                );
             }
             if let Some(image) = &m.runs.image {
                 check_image_expression(image)

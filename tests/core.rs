@@ -597,11 +597,16 @@ fn check_fixture(r: &FixtureRun) {
         env(api_c),
         "{name}: the Job's env is the API container's env (input)"
     );
-    assert_eq!(
-        strings(&jc["command"]),
-        ["prefect", "server", "database", "upgrade", "-y"],
-        "{name}: command"
-    );
+    // Through the image's entrypoint when the server runs through it (issue 15):
+    // `tini -g -- /opt/prefect/entrypoint.sh` installs EXTRA_PIP_PACKAGES.
+    let upgrade = ["prefect", "server", "database", "upgrade", "-y"];
+    let tini = ["/usr/bin/tini", "-g", "--", "/opt/prefect/entrypoint.sh"];
+    if api_c["command"].is_null() || strings(&api_c["command"]) == tini {
+        assert_eq!(jc["command"], api_c["command"], "{name}: the entrypoint");
+        assert_eq!(strings(&jc["args"]), upgrade, "{name}: args");
+    } else {
+        assert_eq!(strings(&jc["command"]), upgrade, "{name}: command");
+    }
     assert_eq!(
         job["spec"]["template"]["spec"]["serviceAccountName"],
         api_in["spec"]["template"]["spec"]["serviceAccountName"],
@@ -1105,7 +1110,7 @@ fn profile_selection() {
         "example.org/core-app-api:1.4.2"
     );
 
-    // `lockstep profiles` lists the three built-ins.
+    // `lockstep profiles` lists the built-ins.
     let list = ok(&outs[5]);
     let names: Vec<&str> = list
         .lines()
@@ -1113,7 +1118,15 @@ fn profile_selection() {
         .collect();
     assert_eq!(
         names,
-        ["prefect-server", "prefect-customer-managed", "generic"],
+        [
+            "prefect-server",
+            "prefect-customer-managed",
+            "temporal",
+            "kong",
+            "authentik",
+            "sentry",
+            "generic"
+        ],
         "{list}"
     );
 }
