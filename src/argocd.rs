@@ -122,13 +122,14 @@ pub fn release_from_app_name(app: &str) -> String {
 
 /// Builds the request from parameters, env, lockstep.yaml and defaults.
 pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
+    let root = repo_root(cwd, env);
     let cfg_path = cwd.join(config::CONFIG_FILE);
-    let cfg = if cfg_path.is_file() {
-        AppConfig::load(&cfg_path)?
+    // A symlink counts as there (and must then stay inside the repository).
+    let cfg = if std::fs::symlink_metadata(&cfg_path).is_ok() {
+        AppConfig::load_in(&root, &cfg_path)?
     } else {
         AppConfig::default()
     };
-    let root = repo_root(cwd, env);
     let p = params(env)?;
     let s = |name: &str| {
         p.strings
@@ -200,6 +201,7 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
         api_versions,
     });
     let mut req = Request::new(input);
+    req.repo_root = Some(root.clone());
     req.release = s("release")
         .or(user_env(env, "RELEASE"))
         .map(str::to_owned)
@@ -231,7 +233,7 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
         })
         .transpose()?;
     req.gate_image = cfg.gate_image.clone();
-    let lock = Lock::load(&cwd.join(config::LOCK_FILE))?;
+    let lock = Lock::load_in(&root, &cwd.join(config::LOCK_FILE))?;
     req.from = s("from")
         .or(user_env(env, "FROM"))
         .map(str::to_owned)
@@ -279,15 +281,23 @@ fn init(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<()> {
         name: String,
         #[serde(default)]
         version: String,
+        #[serde(default)]
+        repository: String,
     }
     #[derive(serde::Deserialize)]
     struct ChartDeps {
         #[serde(default)]
         dependencies: Vec<Dep>,
     }
-    let text = std::fs::read_to_string(chart.path.join("Chart.yaml"))
-        .with_context(|| format!("{} has no Chart.yaml", chart.path.display()))?;
-    let deps: ChartDeps = serde_yaml::from_str(&text).context("Chart.yaml is not valid")?;
+    let root = req.repo_root.clone().unwrap_or_else(|| repo_root(cwd, env));
+    // Nothing helm reads may lead out of the repository, before it reads anything.
+    crate::guard::chart_tree(&root, &chart.path)?;
+    let text = config::read_inside(&root, &chart.path.join("Chart.yaml"), "Chart.yaml")
+        .with_context(|| format!("{} has no readable Chart.yaml", chart.path.display()))?;
+    let deps: ChartDeps = crate::guard::yaml(&text, "Chart.yaml")?;
+    for d in &deps.dependencies {
+        crate::guard::file_dependency(&root, &chart.path, &d.name, &d.repository)?;
+    }
     let vendored = |d: &Dep| {
         let charts = chart.path.join("charts");
         charts.join(&d.name).join("Chart.yaml").is_file()

@@ -71,13 +71,32 @@ pub fn parse_phase(s: &str) -> Result<Phase, String> {
 }
 
 impl AppConfig {
+    /// Reads `path`, which must stay inside the repository above it (see [`read_inside`]).
     pub fn load(path: &Path) -> Result<AppConfig> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let cfg: AppConfig = serde_yaml::from_str(&text).with_context(|| {
-            format!("{} is not a valid lockstep config (fields: chart, version, release, namespace, profile, values, set, phase, apiWorkload, gateImage)", path.display())
-        })?;
+        AppConfig::load_in(&root_of(path)?, path)
+    }
+
+    /// Reads `path`, which must resolve inside `root`; checks what it says.
+    pub fn load_in(root: &Path, path: &Path) -> Result<AppConfig> {
+        let text = read_inside(root, path, "the app config")?;
+        let cfg: AppConfig = crate::guard::yaml(&text, &path.display().to_string())
+            .context("not a valid lockstep config (fields: chart, version, release, namespace, profile, values, set, phase, apiWorkload, gateImage)")?;
+        cfg.check().with_context(|| format!("{}", path.display()))?;
         Ok(cfg)
+    }
+
+    /// Values that reach manifests, paths and messages, checked where they enter.
+    fn check(&self) -> Result<()> {
+        if let Some(v) = &self.version {
+            crate::guard::version(v, "version")?;
+        }
+        if let Some(ns) = &self.namespace {
+            crate::guard::namespace(ns, "lockstep.yaml namespace")?;
+        }
+        if let Some(img) = &self.gate_image {
+            crate::guard::image(img, "gateImage")?;
+        }
+        Ok(())
     }
 
     /// Replaces `{version}` with the pinned version.
@@ -108,17 +127,38 @@ pub struct Deployed {
 }
 
 impl Lock {
+    /// Reads `path` when it exists; it must stay inside the repository above it.
     pub fn load(path: &Path) -> Result<Option<Lock>> {
-        if !path.exists() {
+        if std::fs::symlink_metadata(path).is_err() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let lock: Lock = serde_yaml::from_str(&text).with_context(|| {
-            format!("{} is corrupt: expected `deployed: {{version: X.Y.Z, image: IMAGE}}`. Restore it from git, or delete it and pass --from VERSION", path.display())
-        })?;
-        if crate::gate::parse_version(&lock.deployed.version).is_none() {
-            bail!("{} is corrupt: deployed.version {:?} is not a version. Restore it from git, or delete it and pass --from VERSION", path.display(), lock.deployed.version);
+        Lock::load_in(&root_of(path)?, path)
+    }
+
+    /// Reads `path` when it exists; it must resolve inside `root`.
+    pub fn load_in(root: &Path, path: &Path) -> Result<Option<Lock>> {
+        if std::fs::symlink_metadata(path).is_err() {
+            return Ok(None);
+        }
+        let text = read_inside(root, path, "the lock file")?;
+        let fix = "Restore it from git, or delete it and pass --from VERSION";
+        let lock: Lock =
+            crate::guard::yaml(&text, &path.display().to_string()).with_context(|| {
+                format!(
+                    "{} is corrupt: expected `deployed: {{version: X.Y.Z, image: IMAGE}}`. {fix}",
+                    path.display()
+                )
+            })?;
+        crate::guard::version(&lock.deployed.version, "deployed.version")
+            .and_then(|()| {
+                crate::gate::parse_version(&lock.deployed.version)
+                    .map(|_| ())
+                    .ok_or_else(|| anyhow::anyhow!("deployed.version is not a version"))
+            })
+            .with_context(|| format!("{} is corrupt. {fix}", path.display()))?;
+        if let Some(img) = &lock.deployed.image {
+            crate::guard::image(img, "deployed.image")
+                .with_context(|| format!("{} is corrupt. {fix}", path.display()))?;
         }
         Ok(Some(lock))
     }
@@ -130,6 +170,41 @@ impl Lock {
         );
         std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
     }
+}
+
+/// The repository root above the file `path`.
+fn root_of(path: &Path) -> Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = dir
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", dir.display()))?;
+    Ok(repo_root(&dir))
+}
+
+/// Reads a file lockstep itself opens (`lockstep.yaml`, `lockstep.lock`): it is
+/// resolved first, and a path (a symlink) leading outside `root` is refused before a
+/// byte is read. Errors never carry the file's text.
+pub fn read_inside(root: &Path, path: &Path, what: &str) -> Result<String> {
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the repository root {}", root.display()))?;
+    let real = path.canonicalize().with_context(|| {
+        format!(
+            "cannot read {what} {}: it does not resolve to a file",
+            path.display()
+        )
+    })?;
+    if !real.starts_with(&root) {
+        bail!(
+            "{what} {} resolves outside the repository ({}): lockstep reads only files inside the repository. Replace the symlink with the file itself",
+            path.display(),
+            root.display()
+        );
+    }
+    std::fs::read_to_string(&real).with_context(|| format!("cannot read {what} {}", path.display()))
 }
 
 /// The repository root above `dir`: the nearest ancestor with `.git`, else `dir`.

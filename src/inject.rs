@@ -746,7 +746,9 @@ pub fn job_name(release: &str, suffix: &str) -> String {
         return full;
     }
     let hash = format!("{:08x}", fnv1a(&full));
-    let keep = 63 - suffix.len() - hash.len() - 2;
+    // Profiles bound suffixes (profile::MAX_STEP_NAME); saturating all the same, so a
+    // longer one gives a name Kubernetes refuses, not a panic.
+    let keep = 63usize.saturating_sub(suffix.len() + hash.len() + 2);
     let short = release[..keep.min(release.len())].trim_end_matches('-');
     format!("{short}-{hash}-{suffix}")
 }

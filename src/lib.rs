@@ -22,6 +22,7 @@ pub mod argocd;
 pub mod config;
 pub mod emit;
 pub mod gate;
+pub mod guard;
 pub mod helm_plugin;
 pub mod inject;
 pub mod locate;
@@ -95,6 +96,9 @@ pub struct Request {
     pub allow_downgrade: bool,
     pub downgrade_revisions: BTreeMap<String, String>,
     pub gate_image: Option<String>,
+    /// The repository the chart and every file it reads must stay in; default: the
+    /// nearest directory above the chart holding `.git`, else the chart's own.
+    pub repo_root: Option<PathBuf>,
 }
 
 impl Request {
@@ -112,6 +116,7 @@ impl Request {
             allow_downgrade: false,
             downgrade_revisions: BTreeMap::new(),
             gate_image: None,
+            repo_root: None,
         }
     }
 }
@@ -217,6 +222,7 @@ pub fn obtain<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Rendered<
 /// the profile, the values and the gate that needs no render. An error there stops
 /// helm.
 pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r>> {
+    check_request(req)?;
     match &req.input {
         Input::Stream(text) => Ok(Pending {
             text: PendingText::Given(text),
@@ -227,6 +233,11 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
         }),
         Input::Chart(c) => {
             let helm = render::helm_bin()?;
+            let root = chart_root(req, &c.path)?;
+            if c.path.is_dir() {
+                // Before helm reads a byte of it: helm follows symlinks.
+                guard::chart_tree(&root, &c.path)?;
+            }
             let meta = source::chart_meta(&helm, &c.path)?;
             let release = release_name(req, Some(&meta))?;
             let args = render::TemplateArgs {
@@ -242,7 +253,7 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
             // helm renders while the profile, the values and the gate are worked out
             // here; an error in them stops helm (dropping `rendering` kills it).
             let rendering = render::template(&helm, &args)?;
-            let profile = choose_profile(req, Some(&meta), notes)?;
+            let profile = choose_profile(req, Some((&meta, &root, &c.path)), notes)?;
             let values = source::merged_values(
                 c.path.is_dir().then_some(c.path.as_path()),
                 &c.values,
@@ -276,23 +287,85 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
     }
 }
 
+/// What a front-end gathered from flags, environment, parameters and files, checked
+/// before it reaches a manifest or a message: every front-end passes through here.
+fn check_request(req: &Request) -> Result<()> {
+    if let Some(ns) = &req.namespace {
+        guard::namespace(ns, "the namespace")?;
+    }
+    if let Some(from) = &req.from {
+        guard::version(
+            from,
+            "the deployed release (--from, LOCKSTEP_FROM, the `from` parameter or lockstep.lock)",
+        )?;
+    }
+    if let Some(img) = &req.gate_image {
+        guard::image(img, "the gate image (--gate-image or gateImage)")?;
+    }
+    if let Some(img) = &req.from_image {
+        guard::image(img, "the deployed image (--from-image or lockstep.lock)")?;
+    }
+    Ok(())
+}
+
+/// The repository a chart must stay in ([`Request::repo_root`]).
+fn chart_root(req: &Request, chart: &std::path::Path) -> Result<PathBuf> {
+    if let Some(root) = &req.repo_root {
+        return Ok(root.clone());
+    }
+    let real = chart
+        .canonicalize()
+        .with_context(|| format!("chart {} does not exist: pass a chart directory or a packaged .tgz (default: the current directory)", chart.display()))?;
+    let dir = if real.is_dir() {
+        real
+    } else {
+        real.parent().map(PathBuf::from).unwrap_or(real)
+    };
+    Ok(config::repo_root(&dir))
+}
+
+/// The profile: `--profile` (or its equivalents), else the chart's annotation, else by
+/// the chart's name. `chart` is the chart's metadata with the repository and the
+/// chart's path, for an annotation that names a profile file.
 fn choose_profile(
     req: &Request,
-    meta: Option<&ChartMeta>,
+    chart: Option<(&ChartMeta, &PathBuf, &PathBuf)>,
     notes: &mut Vec<String>,
 ) -> Result<Profile> {
     if let Some(spec) = &req.profile {
         return profile::load(spec);
     }
-    let Some(meta) = meta else {
+    let Some((meta, root, path)) = chart else {
         bail!("cannot choose a profile: the stream carries no `helm.sh/chart` label on any workload. Pass --profile NAME|FILE (`lockstep profiles` lists them)");
     };
-    let (p, why) = profile::detect(
-        &meta.name,
-        meta.annotations
-            .get(profile::PROFILE_ANNOTATION)
-            .map(String::as_str),
-    )?;
+    // A profile file named by the chart obeys the rule for every path: it stays inside
+    // the repository (relative to the chart directory, or to a packaged chart's).
+    let annotation = match meta.annotations.get(profile::PROFILE_ANNOTATION) {
+        Some(spec) if profile::built_in(spec).is_none() && !root.as_os_str().is_empty() => {
+            let base = if path.is_dir() {
+                path.as_path()
+            } else {
+                path.parent().unwrap_or(std::path::Path::new("."))
+            };
+            let base = if base.as_os_str().is_empty() {
+                std::path::Path::new(".")
+            } else {
+                base
+            };
+            Some(
+                config::inside(
+                    root,
+                    base,
+                    spec,
+                    "profile file (Chart.yaml annotation lockstep.dev/profile)",
+                )?
+                .display()
+                .to_string(),
+            )
+        }
+        other => other.cloned(),
+    };
+    let (p, why) = profile::detect(&meta.name, annotation.as_deref())?;
     notes.push(format!("profile {} (chosen by {why})", p.name));
     Ok(p)
 }
@@ -325,8 +398,10 @@ pub fn analyze<'a>(
     let profile = match &origin.profile {
         Some(p) => p.clone(),
         None => {
+            // Labels carry no annotations: no file is named here.
             let meta = stream_chart_meta(&stream);
-            choose_profile(req, meta.as_ref(), notes)?
+            let none = PathBuf::new();
+            choose_profile(req, meta.as_ref().map(|m| (m, &none, &none)), notes)?
         }
     };
     let hint = match &req.input {
@@ -445,6 +520,61 @@ fn gate_check(
         ))));
     }
     Ok(admission)
+}
+
+/// Refuses a stream in which a document lockstep adds (its record ConfigMap, its gate
+/// and migration Jobs) has the same API group, kind, namespace and name as one of the
+/// chart's own that stays: applied, one would replace the other, and the in-cluster gate
+/// trusts the record by its name. A document without a namespace is in `namespace`
+/// (the release's), as helm and Argo CD apply it.
+fn refuse_collisions(
+    stream: &stream::Stream,
+    injection: &Injection,
+    namespace: Option<&str>,
+) -> Result<()> {
+    if injection.added.is_empty() {
+        return Ok(());
+    }
+    let key = |h: &stream::Head| {
+        let group = h
+            .api_version
+            .rsplit_once('/')
+            .map_or("", |(g, _)| g)
+            .to_owned();
+        let ns = h
+            .namespace
+            .as_deref()
+            .or(namespace)
+            .unwrap_or("")
+            .to_owned();
+        (group, h.kind.to_string(), ns, h.name.to_string())
+    };
+    let added = injection.added.concat();
+    let ours = stream::split(&added).context("lockstep's own documents do not read back")?;
+    let ours: Vec<_> = ours
+        .docs
+        .iter()
+        .filter_map(|d| d.head.as_ref().map(|h| (key(h), d)))
+        .collect();
+    for (i, doc) in stream.docs.iter().enumerate() {
+        if matches!(injection.edits.get(&i), Some(inject::Edit::Drop)) {
+            continue;
+        }
+        let Some(head) = &doc.head else { continue };
+        let k = key(head);
+        if let Some((_, mine)) = ours.iter().find(|(o, _)| *o == k) {
+            let name = mine
+                .head
+                .as_ref()
+                .map(|h| format!("{} {}", h.kind, h.name))
+                .unwrap_or_default();
+            bail!(
+                "the chart renders {}, which has the kind, namespace and name of a document lockstep adds ({name}): applied, one would replace the other, and the upgrade gate trusts lockstep's by its name. Rename the chart's object, or render under another release name (--release)",
+                doc.describe()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The chart a rendered stream came from, by its workloads' `helm.sh/chart`
@@ -581,6 +711,10 @@ fn produce<T: std::borrow::Borrow<template::Templates>>(
             )?
         }
     };
+    // A document without a namespace lands where lockstep's own go when none is given:
+    // the API workload's.
+    let namespace = req.namespace.as_deref().or(a.api.namespace.as_deref());
+    refuse_collisions(&a.stream, &injection, namespace)?;
     let mut buf = std::io::BufWriter::with_capacity(1 << 16, out);
     emit::write(&a.stream, &injection, &mut buf)?;
     Ok(())

@@ -124,6 +124,9 @@ struct RenderArgs {
     /// The app config (default: ./lockstep.yaml when it exists and no CHART is given).
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// How long helm may run before it is stopped, e.g. 50s or 2m (else LOCKSTEP_HELM_TIMEOUT, else 45s).
+    #[arg(long, value_name = "DURATION", value_parser = lockstep::render::parse_timeout)]
+    helm_timeout: Option<std::time::Duration>,
     #[command(flatten)]
     common: Common,
 }
@@ -235,10 +238,14 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
 }
 
 fn version(s: &str, flag: &str) -> Result<semver::Version> {
+    lockstep::guard::version(s, flag)?;
     gate::parse_version(s).ok_or_else(|| anyhow!("{flag} {s:?} is not a version (e.g. 0.8.2)"))
 }
 
 fn render_request(args: RenderArgs) -> Result<Request> {
+    if let Some(t) = args.helm_timeout {
+        lockstep::render::set_timeout(t);
+    }
     let config_path = match (&args.config, &args.chart) {
         (Some(c), _) => Some(c.clone()),
         (None, None) if Path::new(config::CONFIG_FILE).is_file() => {

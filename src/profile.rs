@@ -31,6 +31,10 @@ const BUILT_IN: &[(&str, &str)] = &[
     ("generic", include_str!("../profiles/generic.yaml")),
 ];
 
+/// Longest one-time step name: `<release>-<name>` must leave room for a shortened
+/// release and its hash within a Job name's 63 characters.
+pub const MAX_STEP_NAME: usize = 30;
+
 /// Chart.yaml annotation that names the profile explicitly.
 pub const PROFILE_ANNOTATION: &str = "lockstep.dev/profile";
 
@@ -430,7 +434,7 @@ pub enum ValuesRule {
 impl Profile {
     /// Parses and checks a profile document; `origin` names it in errors.
     pub fn parse(text: &str, origin: &str) -> Result<Profile> {
-        let profile: Profile = serde_yaml::from_str(text).with_context(|| {
+        let profile: Profile = crate::guard::yaml(text, "profile").with_context(|| {
             format!("{origin} is not a valid lockstep profile; `lockstep profiles show generic` prints a valid starting point")
         })?;
         profile
@@ -477,6 +481,25 @@ impl Profile {
                 bail!(
                     "release line {:?}: `rule: calver` lines are YEAR.MONTH (month 1 to 12)",
                     l.line
+                );
+            }
+            // A one-time step's name is its Job's suffix and its container's name.
+            for one in &l.one_time {
+                if !is_dns_label(&one.name) || one.name.len() > MAX_STEP_NAME {
+                    bail!(
+                        "one-time step name {:?} (release line {}) must be a lower-case DNS label of at most {MAX_STEP_NAME} characters: it names the step's Job and container",
+                        one.name, l.line
+                    );
+                }
+                if one.command.is_empty() {
+                    bail!("one-time step {:?} has an empty command", one.name);
+                }
+            }
+        }
+        for key in self.job.pod_annotations.keys() {
+            if !crate::guard::qualified_name(key) {
+                bail!(
+                    "job.podAnnotations key {key:?} is not a valid annotation key ([PREFIX/]NAME: NAME at most 63 of a-z, A-Z, 0-9, '.', '_', '-', PREFIX a DNS subdomain)"
                 );
             }
         }

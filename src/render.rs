@@ -16,6 +16,19 @@
 //! tenth or more of helm's wall time. Either variable set in lockstep's own environment
 //! turns this off, and helm gets the environment as it is.
 //!
+//! Values a user sets (`--set`, `--set-string`, lockstep.yaml `set:`, Argo CD's
+//! `helm-parameters`) reach `helm template` as a values file lockstep writes into a
+//! private temporary directory (mode 0700, the file 0600, removed when helm is done),
+//! never as `--set` arguments: helm's `--set` parser quotes what it cannot parse in its
+//! error, and helm's stderr reaches the Argo CD UI. What helm says on failure is relayed
+//! with every such value blanked out.
+//!
+//! Every helm run started here has a time limit ([`timeout`]: `--helm-timeout`,
+//! `LOCKSTEP_HELM_TIMEOUT`, default [`DEFAULT_TIMEOUT`], within Argo CD's 60 s for a
+//! plugin command). helm runs in a process group of its own; past the limit, or when
+//! helm has exited but a process it started still holds its output open, the whole
+//! group is killed and the error says what happened and how to raise the limit.
+//!
 //! This module owns talking to helm. It must not interpret what helm prints
 //! beyond success and failure: `stream` splits the output.
 
@@ -79,6 +92,8 @@ pub struct TemplateArgs {
 }
 
 impl TemplateArgs {
+    /// The arguments of `helm template`, `--set` and `--set-string` included (as
+    /// helm would take them by hand; [`template`] passes them as a values file).
     pub fn argv(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec!["template".into(), self.release.clone().into()];
         a.push(safe_path(&self.chart));
@@ -123,10 +138,128 @@ pub fn run(helm: &Path, args: &[OsString], what: &'static str) -> Result<String>
 
 /// A helm run started by [`start`], so the caller can work while helm renders.
 /// Collect it with [`Running::finish`]; dropped unfinished (the caller failed), it is
-/// killed and reaped.
+/// killed with its process group and reaped.
 pub struct Running {
     child: Option<std::process::Child>,
     what: &'static str,
+    /// When helm must have finished.
+    deadline: std::time::Instant,
+    limit: std::time::Duration,
+    /// Texts blanked out of helm's messages (the values a user set).
+    redact: Vec<String>,
+    /// The generated values file's directory, removed when this is dropped.
+    values_dir: Option<PrivateDir>,
+}
+
+/// How long helm may run when nothing says otherwise: Argo CD gives a plugin command
+/// 60 s (the repo-server's exec timeout), and lockstep needs time before and after.
+pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+
+static TIMEOUT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+
+/// Sets the time limit for every helm run of this process (`--helm-timeout`); the first
+/// call wins.
+pub fn set_timeout(limit: std::time::Duration) {
+    let _ = TIMEOUT.set(limit);
+}
+
+/// The time limit for a helm run: `--helm-timeout`, else `LOCKSTEP_HELM_TIMEOUT` (or, from
+/// an Argo CD Application's plugin env, `ARGOCD_ENV_LOCKSTEP_HELM_TIMEOUT`), else
+/// [`DEFAULT_TIMEOUT`].
+pub fn timeout() -> Result<std::time::Duration> {
+    if let Some(t) = TIMEOUT.get() {
+        return Ok(*t);
+    }
+    for var in ["LOCKSTEP_HELM_TIMEOUT", "ARGOCD_ENV_LOCKSTEP_HELM_TIMEOUT"] {
+        if let Some(v) = std::env::var_os(var).filter(|v| !v.is_empty()) {
+            let v = v.to_string_lossy();
+            return parse_timeout(&v).map_err(|e| anyhow::anyhow!("{var}: {e}"));
+        }
+    }
+    Ok(DEFAULT_TIMEOUT)
+}
+
+/// `90`, `90s` or `2m`: a whole number of seconds or minutes, at least 1 s.
+pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
+    let (num, unit) = match s.strip_suffix('m') {
+        Some(n) => (n, 60),
+        None => (s.strip_suffix('s').unwrap_or(s), 1),
+    };
+    match num.parse::<u64>() {
+        Ok(n) if n > 0 && n <= 24 * 3600 => Ok(std::time::Duration::from_secs(n * unit)),
+        _ => Err(format!(
+            "{s:?} is not a time limit: give whole seconds (e.g. 50 or 50s) or minutes (2m)"
+        )),
+    }
+}
+
+/// A directory only this user can enter, removed with everything in it when dropped.
+struct PrivateDir(PathBuf);
+
+impl PrivateDir {
+    fn new() -> Result<PrivateDir> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let base = std::env::temp_dir();
+        for _ in 0..16 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.subsec_nanos());
+            let dir = base.join(format!(
+                "lockstep-values-{}-{}-{nanos:x}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            ));
+            let mut b = std::fs::DirBuilder::new();
+            #[cfg(unix)]
+            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
+            match b.create(&dir) {
+                Ok(()) => return Ok(PrivateDir(dir)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    return Err(e).with_context(|| {
+                        format!(
+                            "cannot create a private directory in {} for the values given to helm",
+                            base.display()
+                        )
+                    })
+                }
+            }
+        }
+        bail!(
+            "cannot create a private directory in {} for the values given to helm",
+            base.display()
+        )
+    }
+
+    /// Writes `text` to a new file `name` in it, readable by this user only.
+    fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
+        use std::io::Write;
+        let path = self.0.join(name);
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+        let mut f = o.open(&path).with_context(|| {
+            format!(
+                "cannot write the values given to helm into {}",
+                path.display()
+            )
+        })?;
+        f.write_all(text.as_bytes()).with_context(|| {
+            format!(
+                "cannot write the values given to helm into {}",
+                path.display()
+            )
+        })?;
+        Ok(path)
+    }
+}
+
+impl Drop for PrivateDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
 
 /// Starts helm with `args`, its stdout and stderr captured.
@@ -156,6 +289,10 @@ fn go_gc_env(
 }
 
 fn spawn(mut cmd: Command, helm: &Path, args: &[OsString], what: &'static str) -> Result<Running> {
+    let limit = timeout()?;
+    // A group of its own: a time limit kills helm and whatever it started.
+    #[cfg(unix)]
+    std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let child = cmd
         .args(args)
         .stdin(Stdio::null())
@@ -166,7 +303,93 @@ fn spawn(mut cmd: Command, helm: &Path, args: &[OsString], what: &'static str) -
     Ok(Running {
         child: Some(child),
         what,
+        deadline: std::time::Instant::now() + limit,
+        limit,
+        redact: Vec::new(),
+        values_dir: None,
     })
+}
+
+/// Kills the process group `pid` leads (helm and what it started).
+fn kill_group(pid: u32) {
+    #[cfg(unix)]
+    if let Ok(pid) = libc::pid_t::try_from(pid) {
+        // SAFETY: kill(2) with a negative pid signals that process group; no memory involved.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Whether process `pid` (a child not yet reaped) has exited, leaving it waitable.
+fn has_exited(pid: u32) -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        let id: libc::id_t = pid;
+        // SAFETY: waitid with WNOWAIT only reports; `info` is a valid, zeroed siginfo_t.
+        unsafe {
+            let mut info: libc::siginfo_t = std::mem::zeroed();
+            let r = libc::waitid(
+                libc::P_PID,
+                id,
+                &mut info,
+                libc::WEXITED | libc::WNOHANG | libc::WNOWAIT,
+            );
+            r == 0 && info.si_pid() != 0
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = pid;
+        false
+    }
+}
+
+/// Why a helm run was stopped.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Stopped {
+    No,
+    /// Past the time limit.
+    Timeout,
+    /// helm exited, but a process it started kept its output open.
+    Lingering,
+}
+
+/// How long a process helm started may keep helm's output open after helm exited.
+const LINGER: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Watches a helm run until `done` is set: kills its process group past `deadline`, or
+/// [`LINGER`] after helm itself exited with its output still open.
+fn watch(
+    pid: u32,
+    deadline: std::time::Instant,
+    done: &(std::sync::Mutex<bool>, std::sync::Condvar),
+) -> Stopped {
+    let (lock, cv) = done;
+    let mut finished = lock.lock().expect("no panic holding it");
+    let mut exited_at: Option<std::time::Instant> = None;
+    loop {
+        if *finished {
+            return Stopped::No;
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            kill_group(pid);
+            return Stopped::Timeout;
+        }
+        if exited_at.is_none() && has_exited(pid) {
+            exited_at = Some(now);
+        }
+        if exited_at.is_some_and(|t| now - t >= LINGER) {
+            kill_group(pid);
+            return Stopped::Lingering;
+        }
+        let step = (deadline - now).min(std::time::Duration::from_millis(50));
+        finished = cv
+            .wait_timeout(finished, step)
+            .expect("no panic holding it")
+            .0;
+    }
 }
 
 impl Running {
@@ -190,8 +413,12 @@ impl Running {
         let what = self.what;
         let child = self.child.as_mut().expect("finished once");
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let pid = child.id();
         let shared = Shared::default();
-        let (stderr_bytes, spoken) = std::thread::scope(|s| {
+        let done = (std::sync::Mutex::new(false), std::sync::Condvar::new());
+        let deadline = self.deadline;
+        let (stderr_bytes, spoken, stopped) = std::thread::scope(|s| {
+            let watchdog = s.spawn(|| watch(pid, deadline, &done));
             let reader = s.spawn(|| shared.fill(stdout));
             let stderr_reader = s.spawn(|| {
                 let mut buf = Vec::new();
@@ -213,15 +440,34 @@ impl Running {
             let err = stderr_reader
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            read.with_context(|| format!("could not read the output of {what}"))?;
-            Ok::<_, anyhow::Error>((err, spoken))
+            *done.0.lock().expect("no panic holding it") = true;
+            done.1.notify_all();
+            let stopped = watchdog
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            if stopped == Stopped::No {
+                read.with_context(|| format!("could not read the output of {what}"))?;
+            }
+            Ok::<_, anyhow::Error>((err, spoken, stopped))
         })?;
         let mut child = self.child.take().expect("finished once");
         let status = child
             .wait()
             .with_context(|| format!("could not wait for {what}"))?;
+        let raise = "raise the limit with --helm-timeout SECONDS or the environment variable LOCKSTEP_HELM_TIMEOUT (in Argo CD: the plugin env LOCKSTEP_HELM_TIMEOUT, within the repo-server's own timeout for a plugin, 60 s by default)";
+        match stopped {
+            Stopped::Timeout => bail!(
+                "{what} did not finish within {} s and was stopped, with every process it started. A chart that fetches dependencies or charts over the network, or renders for long, can take this long: check that `helm` alone finishes, or {raise}",
+                self.limit.as_secs()
+            ),
+            Stopped::Lingering => bail!(
+                "{what} exited ({status}), but a process it started kept its output open for {} s; it was stopped, with every process helm started. Check HELM_BIN and helm's plugins and post-renderers: nothing helm starts may outlive it",
+                LINGER.as_secs()
+            ),
+            Stopped::No => {}
+        }
         if !status.success() {
-            let msg = String::from_utf8_lossy(&stderr_bytes);
+            let msg = redact(&String::from_utf8_lossy(&stderr_bytes), &self.redact);
             bail!(
                 "{what} failed ({status}): {}\n  fix: correct the chart or values helm names above, and check it with `helm template`",
                 msg.trim()
@@ -315,10 +561,27 @@ impl Shared {
 impl Drop for Running {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            kill_group(child.id());
             let _ = child.kill();
             let _ = child.wait();
         }
     }
+}
+
+/// `text` with every value in `secrets` (and its quoted form, as Go's `%q` writes it)
+/// replaced: helm's messages can quote a value, and they reach the Argo CD UI.
+fn redact(text: &str, secrets: &[String]) -> String {
+    let mut out = text.to_owned();
+    for s in secrets {
+        let quoted = format!("{s:?}");
+        let inner = &quoted[1..quoted.len() - 1];
+        for form in [s.as_str(), inner] {
+            if !form.is_empty() && out.contains(form) {
+                out = out.replace(form, "(a value you set, not shown)");
+            }
+        }
+    }
+    out
 }
 
 /// Runs helm with `args` and returns what it printed and its exit status, whatever
@@ -346,9 +609,53 @@ pub fn run_inherited(
         .with_context(|| format!("could not run {} for {what}", helm.display()))
 }
 
-/// Starts `helm template`; [`Running::finish`] gives the rendered stream.
+/// Starts `helm template`; [`Running::finish`] gives the rendered stream. The values of
+/// `--set` and `--set-string` go to helm as a generated values file, last (so they
+/// win over every `-f`, as helm's own `--set` does); see [`set_values_yaml`].
 pub fn template(helm: &Path, args: &TemplateArgs) -> Result<Running> {
-    start_render(helm, &args.argv(), "helm template")
+    if args.set.is_empty() && args.set_string.is_empty() {
+        return start_render(helm, &args.argv(), "helm template");
+    }
+    let (yaml, secrets) = set_values_yaml(&args.set, &args.set_string)?;
+    let dir = PrivateDir::new()?;
+    let file = dir.write("set-values.yaml", &yaml)?;
+    let mut plain = args.clone();
+    plain.set.clear();
+    plain.set_string.clear();
+    plain.values.push(file);
+    let mut running = start_render(helm, &plain.argv(), "helm template")?;
+    running.redact = secrets;
+    running.values_dir = Some(dir);
+    Ok(running)
+}
+
+/// The `--set` and `--set-string` items as one values document, and the values they
+/// set (to keep out of messages). helm's `--set` semantics, as far as they are sound
+/// here: `a.b=c` nests (`\.` keeps a dot in a key), items apply in order, `,` separates
+/// items (`\,` keeps one in a value); `--set` types `true`/`false`/`null` (any case),
+/// and whole numbers without a leading zero as int64; `--set-string` keeps strings.
+/// Not taken (refused, with a message): list indices (`a[0]=x`). A value written as
+/// `{a,b}` stays that text (helm's `--set` would make a list of it).
+pub fn set_values_yaml(set: &[String], set_string: &[String]) -> Result<(String, Vec<String>)> {
+    let mut secrets = Vec::new();
+    for item in set.iter().chain(set_string) {
+        for (path, value) in crate::source::parse_set(item)? {
+            if path.iter().any(|k| k.contains(['[', ']'])) {
+                bail!(
+                    "--set key {:?} uses a list index: lockstep passes values to helm as a values file, where a list is written whole. Put the list into a values file",
+                    path.join(".")
+                );
+            }
+            if value.len() >= 3 {
+                secrets.push(value);
+            }
+        }
+    }
+    let values = crate::source::merged_values(None, &[], set, set_string)?;
+    // Written for YAML 1.1 readers (helm's): `on`, `0755` and the like stay strings.
+    let yaml = crate::yaml::to_string(&values);
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+    Ok((yaml, secrets))
 }
 
 /// [`start`] for a render: with [`go_gc_env`]'s variables.

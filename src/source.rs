@@ -45,7 +45,7 @@ pub fn chart_meta(helm: &Path, chart: &Path) -> Result<ChartMeta> {
     } else {
         bail!("chart {} does not exist: pass a chart directory or a packaged .tgz (default: the current directory)", chart.display());
     };
-    let meta: ChartMeta = serde_yaml::from_str(&text)
+    let meta: ChartMeta = crate::guard::yaml(&text, "Chart.yaml")
         .with_context(|| format!("Chart.yaml of {} is not valid", chart.display()))?;
     if meta.name.is_empty() {
         bail!("Chart.yaml of {} has no name", chart.display());
@@ -110,7 +110,8 @@ pub fn merged_values(
 fn read_values(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read values file {}", path.display()))?;
-    let v: Value = serde_yaml::from_str(&text)
+    // Errors name the place, never the text: values hold secrets.
+    let v: Value = crate::guard::yaml(&text, "values")
         .with_context(|| format!("values file {} is not valid YAML", path.display()))?;
     Ok(if v.is_null() {
         Value::Mapping(Mapping::new())
@@ -141,51 +142,78 @@ pub fn escape_set_value(v: &str) -> String {
     v.replace('\\', "\\\\").replace(',', "\\,")
 }
 
-/// `a.b=c,d=e` → [([a, b], c), ([d], e)], with helm's `\,` and `\.` escapes.
+/// `a.b=c,d=e` → [([a, b], c), ([d], e)], as helm's strvals reads it: a backslash
+/// takes the next character as it is (`\,` a comma in a value, `\.` a dot in a key,
+/// `\\` a backslash).
 pub fn parse_set(item: &str) -> Result<Vec<(Vec<String>, String)>> {
     let mut out = Vec::new();
-    for part in split_unescaped(item, ',') {
-        let Some(eq) = part.find('=') else {
+    let mut chars = item.chars();
+    loop {
+        let mut path = vec![String::new()];
+        let mut has_value = false;
+        while let Some(c) = chars.next() {
+            let seg = path.last_mut().expect("never empty");
+            match c {
+                '\\' => seg.extend(chars.next()),
+                '=' => {
+                    has_value = true;
+                    break;
+                }
+                '.' => path.push(String::new()),
+                ',' => break,
+                c => seg.push(c),
+            }
+        }
+        if !has_value {
             // Never echo the item: its value may be a secret, and stderr reaches the Argo CD UI.
             bail!("a --set item is not KEY=VALUE (its text is not shown: it may hold a secret)");
-        };
-        let (k, v) = (&part[..eq], &part[eq + 1..]);
-        let path: Vec<String> = split_unescaped(k, '.')
-            .into_iter()
-            .map(|s| s.replace("\\.", "."))
-            .collect();
+        }
         if path.iter().any(String::is_empty) {
-            bail!("--set key {k:?} is not a valid key path (an empty segment?)");
+            bail!(
+                "--set key {:?} is not a valid key path (an empty segment?)",
+                path.join(".")
+            );
         }
-        out.push((path, v.replace("\\,", ",")));
+        let mut value = String::new();
+        let mut more = false;
+        while let Some(c) = chars.next() {
+            match c {
+                '\\' => value.push(chars.next().unwrap_or('\\')),
+                ',' => {
+                    more = true;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.push((path, value));
+        if !more {
+            return Ok(out);
+        }
     }
-    Ok(out)
 }
 
-fn split_unescaped(s: &str, sep: char) -> Vec<String> {
-    let mut out = vec![String::new()];
-    let mut escaped = false;
-    for c in s.chars() {
-        if c == sep && !escaped {
-            out.push(String::new());
-            continue;
-        }
-        escaped = c == '\\' && !escaped;
-        out.last_mut().expect("never empty").push(c);
-    }
-    out
-}
-
+/// A `--set` value typed as helm's strvals types it: `true`, `false`, `null` in any
+/// case; `0`, and whole numbers without a leading zero, as int64; else a string.
 fn typed_scalar(s: &str) -> Value {
-    match s {
-        "true" => Value::Bool(true),
-        "false" => Value::Bool(false),
-        "null" => Value::Null,
-        _ => s
-            .parse::<i64>()
-            .map(Value::from)
-            .unwrap_or_else(|_| Value::String(s.to_owned())),
+    if s.eq_ignore_ascii_case("true") {
+        return Value::Bool(true);
     }
+    if s.eq_ignore_ascii_case("false") {
+        return Value::Bool(false);
+    }
+    if s.eq_ignore_ascii_case("null") {
+        return Value::Null;
+    }
+    if s == "0" {
+        return Value::from(0);
+    }
+    if !s.starts_with('0') {
+        if let Ok(n) = s.parse::<i64>() {
+            return Value::from(n);
+        }
+    }
+    Value::String(s.to_owned())
 }
 
 fn set_path(root: &mut Value, path: &[String], value: Value) {

@@ -43,6 +43,8 @@ pub struct Doc<'a> {
     pub line: usize,
     /// Boxed: most documents are never parsed, and a smaller `Doc` keeps the index small.
     parsed: OnceCell<Box<Value>>,
+    /// An object of a JSON stream: parsed as JSON.
+    json: bool,
 }
 
 impl<'a> Doc<'a> {
@@ -53,6 +55,7 @@ impl<'a> Doc<'a> {
             head: None,
             line,
             parsed: OnceCell::new(),
+            json: false,
         }
     }
 
@@ -61,7 +64,12 @@ impl<'a> Doc<'a> {
         if let Some(v) = self.parsed.get() {
             return Ok(v);
         }
-        let v = parse_body(&self.body).with_context(|| self.describe())?;
+        let v = if self.json {
+            parse_json(&self.body)
+        } else {
+            parse_body(&self.body)
+        }
+        .with_context(|| self.describe())?;
         Ok(self.parsed.get_or_init(|| Box::new(v)))
     }
 
@@ -268,6 +276,8 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
     let mut docs = Vec::new();
     let mut iter = serde_json::Deserializer::from_str(src).into_iter::<serde_json::Value>();
     let mut prev = 0;
+    // Lines are counted on from the previous object, never from the start.
+    let mut line = 1;
     loop {
         let item = iter.next();
         let end = iter.byte_offset();
@@ -280,13 +290,23 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
             ),
             Some(Ok(v)) => {
                 let raw = &src[prev..end];
-                let line = src[..prev].matches('\n').count() + 1;
                 let value: Value = serde_yaml::to_value(&v)?;
-                let mut doc = Doc::new(Cow::Borrowed(raw), Cow::Borrowed(raw.trim()), line);
+                drop(v);
+                // The object's own line: after the blank lines before it.
+                let lead = &raw[..raw.len() - raw.trim_start().len()];
+                let at = line + memchr::memchr_iter(b'\n', lead.as_bytes()).count();
+                let mut doc = Doc::new(Cow::Borrowed(raw), Cow::Borrowed(raw.trim()), at);
+                doc.json = true;
                 doc.head = Some(
-                    head_of_value(&value).with_context(|| format!("JSON object at line {line}"))?,
+                    head_of_value(&value).with_context(|| format!("JSON object at line {at}"))?,
                 );
-                let _ = doc.parsed.set(Box::new(value));
+                line += memchr::memchr_iter(b'\n', raw.as_bytes()).count();
+                // Kept only where a stage may read it: a workload's, or a List's (its
+                // items become documents); any other is parsed again if ever needed.
+                // Per-object memory stays small whatever the count.
+                if keep_parsed(doc.head.as_ref()) {
+                    let _ = doc.parsed.set(Box::new(value));
+                }
                 if doc.head.as_ref().is_some_and(is_list) {
                     expand_list(doc, &mut docs)?;
                 } else {
@@ -306,12 +326,107 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
     }))
 }
 
+/// Whether a document's parse is worth keeping once its head is read: it is one the
+/// pipeline reads (a workload, a Job, a List to expand). Others are parsed again on
+/// the rare occasion they are read, so a stream of many small documents costs a small
+/// constant per document, not a parsed tree each.
+fn keep_parsed(head: Option<&Head>) -> bool {
+    head.is_some_and(|h| {
+        is_list(h) || matches!(h.kind.as_ref(), "Deployment" | "StatefulSet" | "Job")
+    })
+}
+
 fn parse_body(body: &str) -> Result<Value> {
     let body = body.strip_prefix('\u{feff}').unwrap_or(body);
-    let value: Value = serde_yaml::from_str(body).map_err(|e| {
-        anyhow!("malformed YAML: {e}. Fix the template or values that produce it (run `helm template` to see the document)")
-    })?;
+    let fix =
+        "Fix the template or values that produce it (run `helm template` to see the document)";
+    // The YAML reader's time grows with flow nesting depth: bounded before it reads.
+    crate::guard::check_depth(body).map_err(|e| anyhow!("malformed YAML: {e:#}"))?;
+    let mut value: Value =
+        serde_yaml::from_str(body).map_err(|e| anyhow!("malformed YAML: {e}. {fix}"))?;
+    merge_keys(&mut value, body).map_err(|e| anyhow!("{e} {fix}"))?;
     Ok(value)
+}
+
+/// An object of a JSON stream, as [`split_json`] read it.
+fn parse_json(body: &str) -> Result<Value> {
+    let v: serde_json::Value = serde_json::from_str(body)
+        .map_err(|e| anyhow!("malformed JSON in the manifest stream: {e}"))?;
+    Ok(serde_yaml::to_value(&v)?)
+}
+
+/// Resolves YAML merge keys (`<<: *anchor`) as Kubernetes reads them: sigs.k8s.io/yaml
+/// decodes with go-yaml v2, which applies the entries of a mapping in order, a merge
+/// putting in the merged mapping's entries (for a list of mappings, the first wins),
+/// and a later entry overriding an earlier one, merged or not. serde_yaml keeps `<<`
+/// as a plain key: without this, a container written with `- <<: *base` would lose
+/// every field of `base` (its env) in the Job copied from it, while the cluster's pod
+/// has them. A merge of anything but mappings is refused, as go-yaml refuses it.
+fn merge_keys(value: &mut Value, body: &str) -> Result<()> {
+    fn has_merge(v: &Value) -> bool {
+        match v {
+            Value::Mapping(m) => m
+                .iter()
+                .any(|(k, v)| k.as_str() == Some("<<") || has_merge(v)),
+            Value::Sequence(s) => s.iter().any(has_merge),
+            Value::Tagged(t) => has_merge(&t.value),
+            _ => false,
+        }
+    }
+    if !has_merge(value) {
+        return Ok(());
+    }
+    // go-yaml merges only a plain `<<`; serde_yaml does not say whether the key was
+    // quoted. A quoted one is not guessed at.
+    if body.contains("\"<<\"") || body.contains("'<<'") {
+        bail!("a document has a quoted \"<<\" key beside merge keys: Kubernetes reads a quoted one as a plain key and an unquoted one as a merge, and lockstep cannot tell them apart here. Write merges as a plain `<<:` and rename the other key");
+    }
+    resolve_merges(value)
+}
+
+fn resolve_merges(value: &mut Value) -> Result<()> {
+    match value {
+        Value::Mapping(m) => {
+            for (_, v) in m.iter_mut() {
+                resolve_merges(v)?;
+            }
+            if !m.contains_key("<<") {
+                return Ok(());
+            }
+            let old = std::mem::take(m);
+            for (k, v) in old {
+                if k.as_str() != Some("<<") {
+                    m.insert(k, v);
+                    continue;
+                }
+                let sources = match v {
+                    Value::Mapping(one) => vec![one],
+                    Value::Sequence(list) => {
+                        let mut maps = Vec::with_capacity(list.len());
+                        for item in list {
+                            match item {
+                                Value::Mapping(one) => maps.push(one),
+                                _ => bail!("a merge key (`<<`) lists something that is not a mapping: Kubernetes refuses this document (go-yaml: map merge requires map or sequence of maps as the value)."),
+                            }
+                        }
+                        // go-yaml applies the list last to first: the first mapping wins.
+                        maps.reverse();
+                        maps
+                    }
+                    _ => bail!("a merge key (`<<`) whose value is not a mapping: Kubernetes refuses this document (go-yaml: map merge requires map or sequence of maps as the value)."),
+                };
+                for src in sources {
+                    for (k, v) in src {
+                        m.insert(k, v);
+                    }
+                }
+            }
+            Ok(())
+        }
+        Value::Sequence(s) => s.iter_mut().try_for_each(resolve_merges),
+        Value::Tagged(t) => resolve_merges(&mut t.value),
+        _ => Ok(()),
+    }
 }
 
 /// Reads the head with the line scan, falling back to a full parse.
@@ -325,7 +440,9 @@ fn read_head<'a>(doc: &mut Doc<'a>, body: &'a str) -> Result<()> {
                 return Ok(());
             }
             doc.head = Some(head_of_value(&value).with_context(|| doc.describe())?);
-            let _ = doc.parsed.set(Box::new(value));
+            if keep_parsed(doc.head.as_ref()) {
+                let _ = doc.parsed.set(Box::new(value));
+            }
         }
     }
     Ok(())

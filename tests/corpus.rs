@@ -165,12 +165,12 @@ const BAD: &[Bad] = &[
     inject(
         "deep-flow.yaml",
         1,
-        &["recursion limit exceeded", FIX_TEMPLATE],
+        &["nesting deeper than 128 levels", FIX_TEMPLATE],
     ),
     inject(
         "deep-flow-map.yaml",
         1,
-        &["recursion limit exceeded", FIX_TEMPLATE],
+        &["nesting deeper than 128 levels", FIX_TEMPLATE],
     ),
     inject(
         "deep-block-seq.yaml",
@@ -182,7 +182,7 @@ const BAD: &[Bad] = &[
         1,
         &["recursion limit exceeded", FIX_TEMPLATE],
     ),
-    inject("deep-json.json", 1, &["recursion limit exceeded"]),
+    inject("deep-json.json", 1, &["nesting deeper than 128 levels"]),
     // Encoding and shape.
     inject(
         "invalid-utf8.yaml",
@@ -440,7 +440,8 @@ const BAD: &[Bad] = &[
         &["--profile", PS, "--lock", "{bad}/lock-not-a-version.lock"],
         1,
         &[
-            "is corrupt: deployed.version \"yesterday\"",
+            "is corrupt",
+            "deployed.version \"yesterday\" is not a version",
             "Restore it from git",
         ],
     ),

@@ -142,8 +142,18 @@ mod mapped {
                 if m.len == m.cap {
                     m.grow()?;
                 }
-                match from.read(m.spare()) {
+                let spare = m.spare();
+                let room = spare.len();
+                match from.read(spare) {
                     Ok(0) => return Ok(m),
+                    // `Read` is a safe trait: a reader may claim more than it was given.
+                    // `len` bounds the slices `bytes` makes, so that claim is refused
+                    // here, not trusted (it would expose memory past the mapping).
+                    Ok(n) if n > room => {
+                        return Err(std::io::Error::other(format!(
+                            "the reader reported {n} bytes read into a buffer of {room}"
+                        )))
+                    }
                     Ok(n) => m.len += n,
                     Err(e) if e.kind() == ErrorKind::Interrupted => {}
                     Err(e) => return Err(e),

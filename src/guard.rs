@@ -1,0 +1,524 @@
+//! Guard: the rules for input lockstep does not trust, in one place.
+//!
+//! lockstep runs on repositories, parameters, environments and streams that users
+//! control (in Argo CD, any author of an Application). This module says what such
+//! input may be and how it is read:
+//!
+//! * YAML from a user ([`yaml`]) is read with its flow nesting bounded first (the
+//!   YAML reader's time grows with nesting depth), and its errors never quote the
+//!   text: a file may be a symlink to a secret, or hold one;
+//! * strings that reach manifests or messages are checked where they enter:
+//!   namespaces ([`namespace`]), versions ([`version`]), image references
+//!   ([`image`]), annotation keys ([`qualified_name`]), names that become parts of
+//!   object or container names ([`dns_label`]);
+//! * a chart directory is walked before helm reads it ([`chart_tree`]): every
+//!   symlink must resolve inside the repository, as must `file://` dependency
+//!   repositories ([`file_dependency`]).
+//!
+//! It owns these checks and their messages. It must not read manifests for meaning
+//! or run anything.
+
+use anyhow::{anyhow, bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Deepest flow nesting (`[`, `{`) read: serde_yaml refuses past 128 levels anyway,
+/// but only after its scanner has read the whole document, in time that grows with
+/// the depth.
+pub const MAX_FLOW_DEPTH: usize = 128;
+
+/// Parses user YAML as `T`: nesting bounded first, errors without the text.
+/// `what` names the input ("lockstep.yaml", "values file x.yaml").
+pub fn yaml<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+    check_depth(text).with_context(|| what.to_owned())?;
+    serde_yaml::from_str(text).map_err(|e| anyhow!("{what}: {}", yaml_error(&e)))
+}
+
+/// A serde_yaml error as a message that quotes nothing of the input: serde names
+/// a wrong value by its text (`invalid type: string "…"`), and the input may be a
+/// secret. Field names (in backticks) are kept: they are the schema's, or a key.
+pub fn yaml_error(e: &serde_yaml::Error) -> String {
+    let msg = e.to_string();
+    // Drop the location serde_yaml appends; it is given once, below.
+    let msg = msg.split(" at line ").next().unwrap_or(&msg);
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    // Every double- or single-quoted stretch is text of the input.
+    while let Some(i) = rest.find(['"', '\'']) {
+        let q = rest.as_bytes()[i] as char;
+        out.push_str(&rest[..i]);
+        match rest[i + 1..].find(q) {
+            Some(j) => {
+                out.push_str("(a value, not shown)");
+                rest = &rest[i + 1 + j + 1..];
+            }
+            None => {
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    let out = out.trim().trim_end_matches(',');
+    match e.location() {
+        Some(l) => format!("{out} at line {} column {}", l.line(), l.column()),
+        None => out.to_owned(),
+    }
+}
+
+/// Refuses flow nesting deeper than [`MAX_FLOW_DEPTH`], in one linear pass.
+///
+/// The pass follows the YAML scanner where it matters: in block context a `[` or
+/// `{` opens a flow collection only where a value starts (after indentation, `- `,
+/// `? ` or `: `); inside flow collections quoted scalars (starting where a token
+/// starts) and comments are skipped.
+pub fn check_depth(text: &str) -> Result<()> {
+    let b = text.as_bytes();
+    let mut depth = 0usize;
+    let mut max = 0usize;
+    // Block context: at the start of a value (line start after indentation, or
+    // after an indicator followed by a space).
+    let mut value_start = true;
+    // Flow context: at the start of a token.
+    let mut token_start = true;
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if depth == 0 {
+            match c {
+                b'\n' => value_start = true,
+                b' ' | b'\t' => {}
+                b'-' | b'?' | b':' if value_start || c == b':' => {
+                    // An indicator opens a value when a blank follows it.
+                    let blank = matches!(b.get(i + 1), None | Some(b' ' | b'\t' | b'\n' | b'\r'));
+                    value_start = blank;
+                }
+                b'#' if value_start
+                    || matches!(i.checked_sub(1).map(|p| b[p]), Some(b' ' | b'\t')) =>
+                {
+                    // A comment, to the line end.
+                    i = memchr::memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n);
+                    continue;
+                }
+                b'[' | b'{' if value_start => {
+                    depth = 1;
+                    max = max.max(1);
+                    token_start = true;
+                }
+                _ => value_start = false,
+            }
+            i += 1;
+            continue;
+        }
+        match c {
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+                if max > MAX_FLOW_DEPTH {
+                    let line = 1 + memchr::memchr_iter(b'\n', &b[..i]).count();
+                    bail!(
+                        "nesting deeper than {MAX_FLOW_DEPTH} levels (line {line} of the document): no Kubernetes object nests this deep. Fix the template or values that produce it"
+                    );
+                }
+                token_start = true;
+            }
+            b']' | b'}' => {
+                depth -= 1;
+                token_start = false;
+                value_start = false;
+            }
+            b',' => token_start = true,
+            b':' if matches!(b.get(i + 1), Some(b' ' | b'\t' | b'\n' | b'\r')) => {
+                token_start = true
+            }
+            b' ' | b'\t' | b'\n' | b'\r' => {
+                if b.get(i + 1) == Some(&b'#') {
+                    i = memchr::memchr(b'\n', &b[i + 1..]).map_or(b.len(), |n| i + 1 + n);
+                    continue;
+                }
+            }
+            b'"' | b'\'' if token_start => {
+                match quoted_end(&b[i..]) {
+                    Some(end) => i += end,
+                    // Unclosed: the YAML reader stops there with an error.
+                    None => return Ok(()),
+                }
+                token_start = false;
+                continue;
+            }
+            _ => token_start = false,
+        }
+        i += 1;
+    }
+    Ok(())
+}
+
+/// The offset after the quoted scalar `b` starts with.
+fn quoted_end(b: &[u8]) -> Option<usize> {
+    let q = b[0];
+    let mut i = 1;
+    while i < b.len() {
+        i += match q {
+            b'"' => memchr::memchr2(b'"', b'\\', &b[i..])?,
+            _ => memchr::memchr(q, &b[i..])?,
+        };
+        match b[i] {
+            b'\\' if q == b'"' => i += 2,
+            _ if q == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 2,
+            _ => return Some(i + 1),
+        }
+    }
+    None
+}
+
+/// A DNS-1123 label: 1-63 of `a-z0-9-`, alphanumeric at both ends.
+pub fn dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A namespace, as Kubernetes takes it: a DNS label. `from` says where it came from.
+pub fn namespace(s: &str, from: &str) -> Result<()> {
+    if !dns_label(s) {
+        bail!(
+            "namespace {} ({from}) is not valid: a namespace is a lower-case DNS label (a-z, 0-9, '-', at most 63 characters)",
+            shown(s)
+        );
+    }
+    Ok(())
+}
+
+/// A version as a user writes one: `[v]MAJOR.MINOR[.PATCH][-PRE][+BUILD]`, nothing
+/// before or after it (no spaces, no line breaks). `from` says where it came from.
+pub fn version(s: &str, from: &str) -> Result<()> {
+    let t = s.strip_prefix('v').unwrap_or(s);
+    let (core, rest) = match t.find(['-', '+']) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, ""),
+    };
+    let nums: Vec<&str> = core.split('.').collect();
+    let core_ok = (2..=3).contains(&nums.len())
+        && nums
+            .iter()
+            .all(|n| !n.is_empty() && n.len() <= 20 && n.bytes().all(|c| c.is_ascii_digit()));
+    let rest_ok = rest.is_empty()
+        || (rest.len() > 1
+            && rest[1..]
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b'+')));
+    if !core_ok || !rest_ok || s.len() > 128 {
+        bail!(
+            "{from} {} is not a version: write MAJOR.MINOR.PATCH (e.g. 1.2.0), optionally with a -pre-release, and nothing else",
+            shown(s)
+        );
+    }
+    Ok(())
+}
+
+/// An image reference by the distribution reference grammar:
+/// `[host[:port]/]path[:tag][@algorithm:hex]`. `from` says where it came from.
+pub fn image(s: &str, from: &str) -> Result<()> {
+    if !image_ok(s) {
+        bail!(
+            "{from} {} is not an image reference: expected [REGISTRY/]REPOSITORY[:TAG][@DIGEST] (e.g. busybox:1.36), lower-case repository, no spaces or line breaks",
+            shown(s)
+        );
+    }
+    Ok(())
+}
+
+fn image_ok(s: &str) -> bool {
+    if s.is_empty() || s.len() > 512 {
+        return false;
+    }
+    let (name_tag, digest) = match s.split_once('@') {
+        Some((n, d)) => (n, Some(d)),
+        None => (s, None),
+    };
+    if let Some(d) = digest {
+        let Some((algo, hex)) = d.split_once(':') else {
+            return false;
+        };
+        let algo_ok = !algo.is_empty()
+            && algo
+                .bytes()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"+._-".contains(&c))
+            && algo.as_bytes()[0].is_ascii_alphanumeric();
+        if !algo_ok || hex.len() < 32 || !hex.bytes().all(|c| c.is_ascii_hexdigit()) {
+            return false;
+        }
+    }
+    // The tag follows the last ':' after the last '/'.
+    let slash = name_tag.rfind('/').map_or(0, |i| i + 1);
+    let (name, tag) = match name_tag[slash..].rfind(':') {
+        Some(i) => (&name_tag[..slash + i], Some(&name_tag[slash + i + 1..])),
+        None => (name_tag, None),
+    };
+    if let Some(t) = tag {
+        let ok = !t.is_empty()
+            && t.len() <= 128
+            && (t.as_bytes()[0].is_ascii_alphanumeric() || t.as_bytes()[0] == b'_')
+            && t.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+        if !ok {
+            return false;
+        }
+    }
+    let mut parts: Vec<&str> = name.split('/').collect();
+    // A first part with a dot or a port, or `localhost`, is a registry host.
+    if parts.len() > 1 && (parts[0].contains(['.', ':']) || parts[0] == "localhost") {
+        let host = parts.remove(0);
+        let (h, port) = match host.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (host, None),
+        };
+        let host_ok = !h.is_empty()
+            && h.split('.').all(|l| {
+                !l.is_empty()
+                    && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-')
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+            });
+        let port_ok = port.is_none_or(|p| !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()));
+        if !host_ok || !port_ok {
+            return false;
+        }
+    }
+    !parts.is_empty() && parts.iter().all(|p| path_component(p))
+}
+
+/// `[a-z0-9]+((\.|_|__|-+)[a-z0-9]+)*`
+fn path_component(p: &str) -> bool {
+    let b = p.as_bytes();
+    if b.is_empty() || !b[0].is_ascii_alphanumeric() || !b[b.len() - 1].is_ascii_alphanumeric() {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        if c.is_ascii_lowercase() || c.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let sep_len = match c {
+            b'.' => 1,
+            b'_' if b.get(i + 1) == Some(&b'_') => 2,
+            b'_' => 1,
+            b'-' => b[i..].iter().take_while(|&&x| x == b'-').count(),
+            _ => return false,
+        };
+        i += sep_len;
+        if !b
+            .get(i)
+            .is_some_and(|x| x.is_ascii_lowercase() || x.is_ascii_digit())
+        {
+            return false;
+        }
+    }
+    true
+}
+
+/// A Kubernetes qualified name (label and annotation keys): `[PREFIX/]NAME`, NAME 1-63
+/// of `[A-Za-z0-9._-]` alphanumeric at both ends, PREFIX a DNS subdomain.
+pub fn qualified_name(s: &str) -> bool {
+    let (prefix, name) = match s.split_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, s),
+    };
+    let name_ok = !name.is_empty()
+        && name.len() <= 63
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name.as_bytes()[name.len() - 1].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c));
+    let prefix_ok =
+        prefix.is_none_or(|p| !p.is_empty() && p.len() <= 253 && p.split('.').all(dns_label));
+    name_ok && prefix_ok
+}
+
+/// A user string in a message: quoted, control characters escaped, cut at 80
+/// characters (it is not a secret, but it may be long or hold line breaks).
+fn shown(s: &str) -> String {
+    let cut: String = s.chars().take(80).collect();
+    let more = if cut.len() < s.len() { "…" } else { "" };
+    format!("{:?}{more}", cut)
+}
+
+/// Walks the chart directory `chart` (its templates, files, `charts/` subcharts,
+/// and charts unpacked there) and refuses any symlink that resolves outside `root`,
+/// before helm reads any of it: helm follows symlinks, and `.Files.Get` puts what
+/// it reads into the manifests. Symlinked directories inside the repository are
+/// walked too (each once).
+pub fn chart_tree(root: &Path, chart: &Path) -> Result<()> {
+    let root = root
+        .canonicalize()
+        .with_context(|| format!("cannot resolve the repository root {}", root.display()))?;
+    let mut seen: Vec<PathBuf> = Vec::new();
+    let mut todo = vec![chart.to_path_buf()];
+    while let Some(dir) = todo.pop() {
+        let real = dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve {}", dir.display()))?;
+        if !real.starts_with(&root) {
+            bail!(
+                "the chart directory {} resolves outside the repository ({}): charts must stay inside the repository",
+                dir.display(),
+                real.display()
+            );
+        }
+        if seen.contains(&real) {
+            continue;
+        }
+        seen.push(real);
+        let entries = std::fs::read_dir(&dir)
+            .with_context(|| format!("cannot read the chart directory {}", dir.display()))?;
+        for e in entries {
+            let e =
+                e.with_context(|| format!("cannot read the chart directory {}", dir.display()))?;
+            let path = e.path();
+            let ft = e
+                .file_type()
+                .with_context(|| format!("cannot read {}", path.display()))?;
+            if ft.is_symlink() {
+                let shown_path = path
+                    .strip_prefix(chart)
+                    .unwrap_or(&path)
+                    .display()
+                    .to_string();
+                let target = match path.canonicalize() {
+                    Ok(t) => t,
+                    Err(_) => bail!(
+                        "the chart has a symlink {shown_path} whose target does not exist: remove it or point it at a file inside the repository"
+                    ),
+                };
+                if !target.starts_with(&root) {
+                    bail!(
+                        "the chart has a symlink {shown_path} that resolves outside the repository: helm would read {} into the manifests. Every file of a chart must stay inside the repository: remove the symlink or copy the file into the chart",
+                        target.display()
+                    );
+                }
+                if target.is_dir() {
+                    todo.push(path);
+                }
+            } else if ft.is_dir() {
+                todo.push(path);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A dependency's `repository:` of a chart at `chart`: a `file://` path must stay
+/// inside `root` (helm copies the chart it names into `charts/`). Other repositories
+/// (https, oci, `@alias`) are helm's to fetch.
+pub fn file_dependency(root: &Path, chart: &Path, name: &str, repository: &str) -> Result<()> {
+    let Some(path) = repository.strip_prefix("file://") else {
+        return Ok(());
+    };
+    crate::config::inside(root, chart, path, &format!("dependency {name:?} repository"))
+        .with_context(|| {
+            format!("Chart.yaml of {} names a local chart for dependency {name:?}: `file://` dependencies must name a directory inside the repository", chart.display())
+        })?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn depth_is_bounded_without_false_alarms() {
+        assert!(check_depth(&"[".repeat(200)).is_err());
+        assert!(check_depth(&"{a: ".repeat(200)).is_err());
+        assert!(check_depth(&format!("a: {}", "[".repeat(200))).is_err());
+        assert!(check_depth(&format!("- {}", "[".repeat(200))).is_err());
+        // Brackets in plain and quoted scalars and comments open nothing.
+        assert!(check_depth(&format!("a: x{}\n", "[".repeat(200))).is_ok());
+        assert!(check_depth(&format!("a: \"{}\"\n", "[".repeat(200))).is_ok());
+        assert!(check_depth(&format!("a: [\"{}\"]\n", "[".repeat(200))).is_ok());
+        assert!(check_depth(&format!("# {}\na: 1\n", "[".repeat(200))).is_ok());
+        assert!(check_depth(&format!("a: [1] # {}\n", "[".repeat(200))).is_ok());
+        // A closing bracket in a string inside flow does not hide depth.
+        let sneaky = "[ \"]\" ".repeat(200);
+        assert!(check_depth(&sneaky).is_err());
+        assert!(check_depth(&"[ ']' ".repeat(200)).is_err());
+        // Balanced deep-ish JSON passes.
+        assert!(check_depth(&format!("{}{}", "[".repeat(100), "]".repeat(100))).is_ok());
+    }
+
+    #[test]
+    fn yaml_errors_quote_nothing() {
+        let e = yaml::<crate::config::Lock>("s3cret-hostname\n", "lockstep.lock").unwrap_err();
+        let m = format!("{e:#}");
+        assert!(!m.contains("s3cret"), "{m}");
+        let e = yaml::<crate::config::Lock>("deployed: {version: 'pass=word', x: 1}\n", "lock")
+            .unwrap_err();
+        let m = format!("{e:#}");
+        assert!(!m.contains("pass=word") && m.contains("`x`"), "{m}");
+    }
+
+    #[test]
+    fn versions_are_strict() {
+        for ok in [
+            "1.2.0",
+            "v1.2.0",
+            "1.2",
+            "1.2.0-rc.1",
+            "2026.8.18172642",
+            "1.0.0+b.1",
+        ] {
+            assert!(version(ok, "v").is_ok(), "{ok}");
+        }
+        for bad in [
+            "1.2.0\n",
+            " 1.2.0",
+            "1.1.0\"; id; echo \"",
+            "1",
+            "1.2.0-",
+            "a.b.c",
+            "1..2",
+            "",
+        ] {
+            assert!(version(bad, "v").is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn images_follow_the_reference_grammar() {
+        for ok in [
+            "busybox",
+            "busybox:1.36",
+            "prefecthq/prefect:3.8.3-python3.11",
+            "registry.example.com:5000/a/b_c__d--e:v1",
+            "localhost/x@sha256:0f3c0a4d5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0b1c2d3e4f5a6b7c8d9e0f2f1a",
+        ] {
+            assert!(image_ok(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            "busybox:1.36\n",
+            "Busybox",
+            "a b",
+            "x:",
+            "x@sha256:zz",
+            "-x",
+            "a//b",
+            "x:-1",
+        ] {
+            assert!(!image_ok(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn qualified_names() {
+        for ok in ["a", "sidecar.istio.io/inject", "x_y.z-1"] {
+            assert!(qualified_name(ok), "{ok}");
+        }
+        for bad in ["", "a\nb", "/a", "a/", "Ex.com/a", "-a", &"a".repeat(64)] {
+            assert!(!qualified_name(bad), "{bad:?}");
+        }
+    }
+}
