@@ -511,30 +511,23 @@ fn walk(
 }
 
 fn rule_text(profile: &Profile) -> String {
+    let name = &profile.name;
+    let one_at_a_time = |what: &str, how: &str| {
+        format!(
+            "{name} upgrades one {what} at a time{how} ({})",
+            profile.releases.joined(" → ")
+        )
+    };
     let mut s = match profile.releases.rule {
-        UpgradeRule::Catalog => format!(
-            "{} upgrades one release line at a time, in catalog order ({})",
-            profile.name,
-            profile.releases.joined(" → ")
-        ),
-        UpgradeRule::Semver if listed(profile) => format!(
-            "{} upgrades one listed release line at a time ({})",
-            profile.name,
-            profile.releases.joined(" → ")
-        ),
+        UpgradeRule::Catalog => one_at_a_time("release line", ", in catalog order"),
+        UpgradeRule::Semver if listed(profile) => one_at_a_time("listed release line", ""),
         UpgradeRule::Semver => format!(
-            "{} upgrades a patch or the next minor directly; a skipped minor is walked one minor at a time; a new major starts at its .0",
-            profile.name
+            "{name} upgrades a patch or the next minor directly; a skipped minor is walked one minor at a time; a new major starts at its .0"
         ),
-        UpgradeRule::Calver => format!(
-            "{} upgrades one release (YEAR.MONTH) at a time, in the catalog's order ({})",
-            profile.name,
-            profile.releases.joined(" → ")
-        ),
-        UpgradeRule::AnyForward => format!(
-            "{} upgrades to any later release, never past a hard stop",
-            profile.name
-        ),
+        UpgradeRule::Calver => one_at_a_time("release (YEAR.MONTH)", ", in date order"),
+        UpgradeRule::AnyForward => {
+            format!("{name} upgrades to any later release, never past a hard stop")
+        }
     };
     if profile.releases.from_latest_patch {
         s += "; the next line only from the latest patch of the current one";

@@ -583,24 +583,8 @@ fn migrations_wave(
 }
 
 /// Post-rollout hooks: Argo CD PostSync, Helm post-install,post-upgrade.
-fn post_annotations(wave: i32, mut extra: BTreeMap<String, String>) -> BTreeMap<String, String> {
-    for (k, v) in [
-        ("argocd.argoproj.io/hook", "PostSync"),
-        (
-            "argocd.argoproj.io/hook-delete-policy",
-            "BeforeHookCreation,HookSucceeded",
-        ),
-        ("helm.sh/hook", "post-install,post-upgrade"),
-        (
-            "helm.sh/hook-delete-policy",
-            "before-hook-creation,hook-succeeded",
-        ),
-    ] {
-        extra.insert(k.to_owned(), v.to_owned());
-    }
-    extra.insert("argocd.argoproj.io/sync-wave".to_owned(), wave.to_string());
-    extra.insert("helm.sh/hook-weight".to_owned(), wave.to_string());
-    extra
+fn post_annotations(wave: i32, extra: BTreeMap<String, String>) -> BTreeMap<String, String> {
+    annotations("PostSync", "post-install,post-upgrade", wave, extra)
 }
 
 /// The gate step's environment: what `templates/gate.sh` decides with.
@@ -677,12 +661,22 @@ fn pod_settings(pod: &PodSpec, with_service_account: bool) -> serde_json::Value 
 fn hook_annotations(
     phase: Phase,
     wave: i32,
-    mut extra: BTreeMap<String, String>,
+    extra: BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
     let (argo, helm) = match phase {
         Phase::Presync => ("PreSync", "pre-install,pre-upgrade"),
         Phase::Sync => ("Sync", "post-install,pre-upgrade"),
     };
+    annotations(argo, helm, wave, extra)
+}
+
+/// The hook annotations of both tools, with explicit waves and delete policies.
+fn annotations(
+    argo: &str,
+    helm: &str,
+    wave: i32,
+    mut extra: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
     for (k, v) in [
         ("argocd.argoproj.io/hook", argo),
         (

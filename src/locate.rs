@@ -252,21 +252,17 @@ fn describe_match(profile: &Profile) -> String {
     if let Some(n) = &w.name {
         parts.push(format!("named {n}"));
     }
-    if !w.match_labels.is_empty() {
-        let l: Vec<_> = w
-            .match_labels
-            .iter()
+    let pairs = |m: &BTreeMap<String, String>| {
+        m.iter()
             .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        parts.push(format!("labelled {}", l.join(",")));
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    if !w.match_labels.is_empty() {
+        parts.push(format!("labelled {}", pairs(&w.match_labels)));
     }
     if !w.pod_labels.is_empty() {
-        let l: Vec<_> = w
-            .pod_labels
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect();
-        parts.push(format!("with pods labelled {}", l.join(",")));
+        parts.push(format!("with pods labelled {}", pairs(&w.pod_labels)));
     }
     format!("{} (profile {})", parts.join(" "), profile.name)
 }
