@@ -2,24 +2,86 @@
 # Install/update hook of the lockstep Helm plugin (plugin.yaml: hooks.install, hooks.update).
 # Helm runs it with `sh -c`, HELM_PLUGIN_DIR set, from the user's working directory.
 #
-# 1. bin/lockstep: keep it if it runs and reports the plugin's version; otherwise build it
-#    with cargo (source checkout with cargo on PATH) or download the release archive for
-#    this OS/arch, verifying its sha256 before extracting.
+# 1. bin/lockstep: keep it if it runs, reports the plugin's version and was built from the
+#    sources in this directory (`lockstep build-id` = the source id below); otherwise build
+#    it with cargo (source checkout with cargo on PATH) or download the release archive for
+#    this OS/arch, verifying its sha256 before extracting and its build id before installing.
+#    So `helm plugin update` after a change of the sources never keeps a stale binary that
+#    merely reports the same version.
 # 2. Helm 4 only: install the post-renderer plugin helm-postrender/ (name
 #    lockstep-postrender) with its own bin/lockstep pointing at ours, unless a Helm 3 on
 #    PATH shares the plugins directory (Helm 3 cannot load a v1 plugin.yaml and then loads
 #    no plugin at all).
-# Environment: LOCKSTEP_DOWNLOAD_BASE (mirror of the GitHub release downloads),
-# LOCKSTEP_POSTRENDER_FORCE=1 (install the post-renderer even next to a Helm 3).
-# Contract with the binary: `bin/lockstep --version` exits 0 and prints the version.
+# Environment: LOCKSTEP_DOWNLOAD_BASE (where the release archives are: BASE/vVERSION/FILE,
+# default the GitHub releases), LOCKSTEP_POSTRENDER_FORCE=1 (install the post-renderer even
+# next to a Helm 3).
+# Contract with the binary: `bin/lockstep --version` exits 0 and prints the version;
+# `bin/lockstep build-id` prints the source id it was built from (build.rs).
+# `sh helm-plugin-install.sh --source-id DIR` prints DIR's source id and exits (tests).
 set -eu
+
+# The files the binary is built from; keep in step with SOURCES in build.rs. The source id
+# is `find SOURCES -type f | LC_ALL=C sort | xargs sha256sum | sha256sum`.
+SOURCES="Cargo.toml Cargo.lock build.rs src profiles templates"
+
+# $1: install or update (plugin.yaml's hooks pass it); anything else is treated as update.
+MODE=${1:-update}
+REGISTERED=
 
 say() { printf 'lockstep: %s\n' "$*"; }
 die() {
 	printf 'lockstep: error: %s\n' "$*" >&2
-	printf 'lockstep: helm keeps the plugin registered after a failed hook: run "helm plugin uninstall lockstep" before installing again\n' >&2
+	if [ "$MODE" = install ] && [ -n "$REGISTERED" ]; then
+		unregister
+	elif [ "$MODE" = install ]; then
+		printf 'lockstep: helm keeps the plugin registered after a failed hook: run "helm plugin uninstall lockstep" before installing again\n' >&2
+	elif [ -f "$HELM_PLUGIN_DIR/bin/lockstep" ]; then
+		printf 'lockstep: the update failed; bin/lockstep was not replaced\n' >&2
+	else
+		printf 'lockstep: the update failed and helm removed the old bin/lockstep: fix the cause and run "helm plugin update lockstep" again\n' >&2
+	fi
 	exit 1
 }
+
+# After a failed install, take back what helm registered (it keeps a plugin whose install
+# hook failed), so that nothing is installed: the link to a local directory, or the copy
+# helm made in its plugins directory (a git clone or an unpacked archive).
+unregister() {
+	if [ -L "$REGISTERED" ]; then
+		rm -f "$REGISTERED" && printf 'lockstep: nothing installed: removed %s\n' "$REGISTERED" >&2
+	elif [ -d "$REGISTERED" ]; then
+		cd / && rm -rf "$REGISTERED" && printf 'lockstep: nothing installed: removed %s\n' "$REGISTERED" >&2
+	fi
+}
+
+sha256_of() { # FILE (or - for stdin) -> lowercase hex digest on stdout
+	if command -v sha256sum >/dev/null 2>&1; then
+		sha256sum "$1" | awk '{print $1}'
+	elif command -v shasum >/dev/null 2>&1; then
+		shasum -a 256 "$1" | awk '{print $1}'
+	elif command -v openssl >/dev/null 2>&1; then
+		if [ "$1" = - ]; then openssl dgst -sha256 -r; else openssl dgst -sha256 -r "$1"; fi | awk '{print $1}'
+	else
+		die "no sha256sum, shasum or openssl to verify the download"
+	fi
+}
+
+# DIR -> its source id on stdout; fails when DIR does not hold the sources.
+source_id() {
+	(
+		cd "$1" || exit 1
+		for s in $SOURCES; do [ -e "$s" ] || exit 1; done
+		# shellcheck disable=SC2086 # SOURCES is a list of words
+		find $SOURCES -type f | LC_ALL=C sort | while IFS= read -r f; do
+			printf '%s  %s\n' "$(sha256_of "$f")" "$f"
+		done | sha256_of -
+	)
+}
+
+if [ "${1:-}" = --source-id ]; then
+	source_id "${2:-.}" || die "${2:-.} does not hold lockstep's sources ($SOURCES)"
+	exit 0
+fi
 
 [ -n "${HELM_PLUGIN_DIR:-}" ] || die "HELM_PLUGIN_DIR is not set; this script is run by 'helm plugin install'"
 
@@ -32,18 +94,35 @@ esac
 
 cd "$HELM_PLUGIN_DIR" || die "cannot enter $HELM_PLUGIN_DIR"
 [ -f plugin.yaml ] || die "no plugin.yaml in $HELM_PLUGIN_DIR"
+# What helm registered: $HELM_PLUGIN_DIR, when it is an entry of a plugins directory
+# (never the user's own checkout, which helm links to) holding this plugin.
+case ${HELM_PLUGIN_DIR%/} in
+*/plugins/*)
+	parent=${HELM_PLUGIN_DIR%/}
+	parent=${parent%/*}
+	if [ "${parent##*/}" = plugins ] && grep -qx 'name: lockstep' plugin.yaml; then
+		REGISTERED=${HELM_PLUGIN_DIR%/}
+	fi
+	;;
+esac
 
 VERSION=$(sed -n 's/^version:[[:space:]]*//p' plugin.yaml | head -n 1 | tr -d "\"' \r")
 [ -n "$VERSION" ] || die "cannot read the version from $HELM_PLUGIN_DIR/plugin.yaml"
 
-# True when $1 runs and reports the plugin's version (`lockstep --version`).
+# The id of the sources here; empty when this directory does not hold them (then only the
+# version can be checked).
+SOURCE_ID=$(source_id .) || SOURCE_ID=
+
+# True when $1 runs, reports the plugin's version (`lockstep --version`) and was built from
+# these sources (`lockstep build-id`).
 binary_ok() {
 	[ -f "$1" ] && [ -x "$1" ] || return 1
 	out=$("$1" --version 2>/dev/null) || return 1
 	case $out in
-	*"$VERSION"*) return 0 ;;
+	*"$VERSION"*) ;;
+	*) return 1 ;;
 	esac
-	return 1
+	[ -z "$SOURCE_ID" ] || [ "$("$1" build-id 2>/dev/null)" = "$SOURCE_ID" ]
 }
 
 install_file() { # SRC: copy to bin/lockstep atomically
@@ -60,18 +139,6 @@ fetch() { # URL FILE
 		wget -q -O "$2" "$1"
 	else
 		die "neither curl nor wget is available to download $1"
-	fi
-}
-
-sha256_of() { # FILE -> lowercase hex digest on stdout
-	if command -v sha256sum >/dev/null 2>&1; then
-		sha256sum "$1" | awk '{print $1}'
-	elif command -v shasum >/dev/null 2>&1; then
-		shasum -a 256 "$1" | awk '{print $1}'
-	elif command -v openssl >/dev/null 2>&1; then
-		openssl dgst -sha256 -r "$1" | awk '{print $1}'
-	else
-		die "no sha256sum, shasum or openssl to verify the download"
 	fi
 }
 
@@ -122,18 +189,24 @@ download_release() {
 	tar -xzf "$tmp/$name" -C "$tmp/x" || die "cannot extract $name"
 	found=$(find "$tmp/x" -type f -name lockstep | head -n 1)
 	[ -n "$found" ] || die "$name holds no file named lockstep"
+	chmod 755 "$found"
+	if [ -n "$SOURCE_ID" ]; then
+		got=$("$found" build-id 2>/dev/null) || got="none (it does not run here)"
+		[ "$got" = "$SOURCE_ID" ] || die "$name was built from other sources (build id $got) than this plugin directory ($SOURCE_ID), though both say version $VERSION: install cargo and run the update again to build this checkout, or install the plugin from the tag v$VERSION"
+		say "build id verified: $got"
+	fi
 	install_file "$found"
 }
 
 # ---- 1. the binary ----------------------------------------------------------------------
 if binary_ok bin/lockstep; then
-	say "bin/lockstep $VERSION is already installed"
+	say "bin/lockstep $VERSION is already installed${SOURCE_ID:+ (build id $SOURCE_ID)}"
 elif command -v cargo >/dev/null 2>&1 && [ -f Cargo.toml ]; then
 	build_with_cargo
 else
 	download_release
 fi
-binary_ok bin/lockstep || die "$HELM_PLUGIN_DIR/bin/lockstep does not run or does not report version $VERSION (bin/lockstep --version)"
+binary_ok bin/lockstep || die "$HELM_PLUGIN_DIR/bin/lockstep does not run, does not report version $VERSION (bin/lockstep --version) or was not built from these sources (bin/lockstep build-id)"
 say "installed $HELM_PLUGIN_DIR/bin/lockstep"
 
 # ---- 2. Helm 4: the post-renderer plugin ------------------------------------------------

@@ -54,7 +54,15 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+    /// The sha256 of the sources this binary was built from (build.rs): two builds of one
+    /// version differ here. Read by the Helm plugin's install/update hook.
+    #[command(hide = true)]
+    BuildId,
 }
+
+/// build.rs's id behind a fixed marker, kept whole in the binary so that a release tool
+/// (or a test) can find it in the file.
+const BUILD_ID_RECORD: &str = concat!("lockstep-build-id:", env!("LOCKSTEP_BUILD_ID"));
 
 #[derive(Subcommand)]
 enum ProfilesCmd {
@@ -234,6 +242,10 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
         } => lockstep::values::migrate(&args, &mut stdout.lock(), notes),
         Cmd::Argocd { cmd } => lockstep::argocd::main(cmd, &mut stdout.lock(), notes),
         Cmd::Helm { args } => lockstep::helm_plugin::main(&args, notes),
+        Cmd::BuildId => {
+            let id = BUILD_ID_RECORD.trim_start_matches("lockstep-build-id:");
+            writeln!(stdout.lock(), "{id}").map_err(Into::into)
+        }
     }
 }
 
