@@ -8,22 +8,13 @@
 
 mod common;
 
-use common::{repo, scratch, stderr, stdout, tool};
+use common::{crate_version, repo, scratch, stderr, stdout, tool};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-
-fn version() -> String {
-    let toml = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
-    toml.lines()
-        .find_map(|l| l.strip_prefix("version = \""))
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap()
-        .to_owned()
-}
 
 /// Serves the files under `root` (GET only) and records the paths asked for.
 struct Server {
@@ -106,7 +97,7 @@ fn serve(mut c: TcpStream, root: &Path, reqs: &Mutex<Vec<String>>) {
 fn release(out: &Path, binary: &Path) {
     let o = Command::new("bash")
         .arg(repo().join("scripts/release.sh"))
-        .args([&version(), "--binary"])
+        .args([&crate_version(), "--binary"])
         .arg(binary)
         .args(["--no-image", "--out"])
         .arg(out)
@@ -120,7 +111,7 @@ fn release(out: &Path, binary: &Path) {
 }
 
 fn archive(rel: &Path) -> PathBuf {
-    let v = version();
+    let v = crate_version();
     rel.join(format!("v{v}/lockstep-{v}-linux-amd64.tar.gz"))
 }
 
@@ -273,7 +264,7 @@ fn installs_through_the_download_path(major: u8) {
     let checkout = root.join("checkout");
     plugin_checkout(&checkout);
     let helm = Helm::new(&root.join("helm"), major, &server.base());
-    let v = version();
+    let v = crate_version();
     let url = format!("file://{}", checkout.display());
     // Helm 4 verifies plugins by default; a git install cannot be verified.
     let install: Vec<&str> = if major == 4 {

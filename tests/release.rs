@@ -3,18 +3,9 @@
 
 mod common;
 
-use common::{repo, scratch, stderr};
+use common::{crate_version, repo, scratch, stderr};
 use std::path::Path;
 use std::process::{Command, Output};
-
-fn version() -> String {
-    let toml = std::fs::read_to_string(repo().join("Cargo.toml")).unwrap();
-    toml.lines()
-        .find_map(|l| l.strip_prefix("version = \""))
-        .and_then(|l| l.strip_suffix('"'))
-        .unwrap()
-        .to_owned()
-}
 
 fn release(args: &[&str], out: &Path) -> Output {
     Command::new("bash")
@@ -31,7 +22,7 @@ fn release(args: &[&str], out: &Path) -> Output {
 fn release_archives_are_reproducible_and_complete() {
     let root = scratch("release");
     let _ = std::fs::remove_dir_all(&root);
-    let v = version();
+    let v = crate_version();
     let bin = env!("CARGO_BIN_EXE_lockstep");
     let mut sums = Vec::new();
     for run in ["a", "b"] {

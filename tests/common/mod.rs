@@ -14,6 +14,11 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+/// The crate's version (Cargo.toml), as releases and plugin.yaml carry it.
+pub fn crate_version() -> String {
+    env!("CARGO_PKG_VERSION").to_owned()
+}
+
 /// `../shared` beside the repository (fixtures, seeds, reference).
 pub fn shared() -> PathBuf {
     let p = repo().join("../shared");
