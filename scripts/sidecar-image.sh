@@ -312,7 +312,14 @@ static-lockstep) static_lockstep "${2:-}" ;;
 save)
 	[[ -n "${2:-}" ]] || die "usage: bash scripts/sidecar-image.sh save FILE"
 	pm image exists "$IMAGE" || die "no image $IMAGE: run 'bash scripts/sidecar-image.sh build' first"
-	pm save --quiet --format oci-archive -o "$2" "$IMAGE" || die "podman save failed"
+	# podman save --format oci-archive, made reproducible: the OCI layout podman writes,
+	# tarred with sorted names, owner 0 and the image's timestamp.
+	rm -rf "$OUT/oci"
+	pm save --quiet --format oci-dir -o "$OUT/oci" "$IMAGE" || die "podman save failed"
+	epoch="${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || echo 0)}"
+	tar -C "$OUT/oci" --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$epoch" \
+		--format=gnu -cf "$2" . || die "cannot write $2"
+	rm -rf "$OUT/oci"
 	;;
 ci) ci ;;
 check)
