@@ -512,12 +512,7 @@ fn patch_build_id(bin: &Path, out: &Path, id: &str) {
         .unwrap();
     let old = format!("lockstep-build-id:{}", build_id(bin));
     let new = format!("lockstep-build-id:{id}");
-    let at: Vec<usize> = bytes
-        .windows(old.len())
-        .enumerate()
-        .filter(|(_, w)| *w == old.as_bytes())
-        .map(|(i, _)| i)
-        .collect();
+    let at: Vec<usize> = memchr::memmem::find_iter(&bytes, old.as_bytes()).collect();
     assert_eq!(
         at.len(),
         1,
