@@ -136,7 +136,8 @@ pub fn check_depth(text: &str) -> Result<()> {
                 }
             }
             b'"' | b'\'' if token_start => {
-                match quoted_end(&b[i..]) {
+                // A quote is ASCII: `i` is a character boundary.
+                match crate::stream::quoted_end(&text[i..]) {
                     Some(end) => i += end,
                     // Unclosed: the YAML reader stops there with an error.
                     None => return Ok(()),
@@ -151,33 +152,8 @@ pub fn check_depth(text: &str) -> Result<()> {
     Ok(())
 }
 
-/// The offset after the quoted scalar `b` starts with.
-fn quoted_end(b: &[u8]) -> Option<usize> {
-    let q = b[0];
-    let mut i = 1;
-    while i < b.len() {
-        i += match q {
-            b'"' => memchr::memchr2(b'"', b'\\', &b[i..])?,
-            _ => memchr::memchr(q, &b[i..])?,
-        };
-        match b[i] {
-            b'\\' if q == b'"' => i += 2,
-            _ if q == b'\'' && b.get(i + 1) == Some(&b'\'') => i += 2,
-            _ => return Some(i + 1),
-        }
-    }
-    None
-}
-
 /// A DNS-1123 label: 1-63 of `a-z0-9-`, alphanumeric at both ends.
-pub fn dns_label(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 63
-        && s.bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-        && !s.starts_with('-')
-        && !s.ends_with('-')
-}
+pub use crate::profile::is_dns_label as dns_label;
 
 /// A namespace, as Kubernetes takes it: a DNS label. `from` says where it came from.
 pub fn namespace(s: &str, from: &str) -> Result<()> {
@@ -418,10 +394,14 @@ pub fn file_dependency(root: &Path, chart: &Path, name: &str, repository: &str) 
     let Some(path) = repository.strip_prefix("file://") else {
         return Ok(());
     };
-    crate::config::inside(root, chart, path, &format!("dependency {name:?} repository"))
+    let dir = crate::config::inside(root, chart, path, &format!("dependency {name:?} repository"))
         .with_context(|| {
             format!("Chart.yaml of {} names a local chart for dependency {name:?}: `file://` dependencies must name a directory inside the repository", chart.display())
         })?;
+    // helm packages that directory into charts/, following its symlinks.
+    if dir.is_dir() {
+        chart_tree(root, &dir).with_context(|| format!("dependency {name:?} (`{repository}`)"))?;
+    }
     Ok(())
 }
 

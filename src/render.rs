@@ -467,7 +467,7 @@ impl Running {
             Stopped::No => {}
         }
         if !status.success() {
-            let msg = redact(&String::from_utf8_lossy(&stderr_bytes), &self.redact);
+            let msg = redact(&relayed(&stderr_bytes), &self.redact);
             bail!(
                 "{what} failed ({status}): {}\n  fix: correct the chart or values helm names above, and check it with `helm template`",
                 msg.trim()
@@ -566,6 +566,27 @@ impl Drop for Running {
             let _ = child.wait();
         }
     }
+}
+
+/// How much of helm's stderr is relayed: its first lines name the problem; a chart can
+/// make helm print megabytes, and Argo CD shows all of it in its UI.
+const RELAYED_BYTES: usize = 8 << 10;
+
+/// helm's stderr as relayed: at most [`RELAYED_BYTES`], cut at a character boundary.
+fn relayed(stderr: &[u8]) -> String {
+    let text = String::from_utf8_lossy(stderr);
+    if text.len() <= RELAYED_BYTES {
+        return text.into_owned();
+    }
+    let mut cut = RELAYED_BYTES;
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}\n  … ({} more bytes of helm's output not shown)",
+        &text[..cut],
+        text.len() - cut
+    )
 }
 
 /// `text` with every value in `secrets` (and its quoted form, as Go's `%q` writes it)
@@ -692,6 +713,23 @@ mod tests {
     fn sh(script: &str) -> Running {
         let sh = which(std::ffi::OsStr::new("sh")).expect("sh on PATH");
         start(&sh, &["-c".into(), script.into()], "sh").unwrap()
+    }
+
+    #[test]
+    fn helm_messages_are_cut_and_carry_no_value_set() {
+        let long = "x".repeat(RELAYED_BYTES * 3);
+        let r = relayed(long.as_bytes());
+        assert!(
+            r.len() < RELAYED_BYTES + 100 && r.contains("more bytes"),
+            "{}",
+            r.len()
+        );
+        let secrets = vec!["hunter2-pw".to_owned(), "a\"b".to_owned()];
+        let msg = redact("bad value hunter2-pw and \"a\\\"b\"", &secrets);
+        assert!(!msg.contains("hunter2") && !msg.contains("a\\\"b"), "{msg}");
+        assert_eq!(parse_timeout("50"), Ok(std::time::Duration::from_secs(50)));
+        assert_eq!(parse_timeout("2m"), Ok(std::time::Duration::from_secs(120)));
+        assert!(parse_timeout("0").is_err() && parse_timeout("1h").is_err());
     }
 
     #[test]

@@ -820,7 +820,7 @@ fn blank(rest: &str) -> bool {
 }
 
 /// The byte after the closing quote of the quoted scalar `s` starts with.
-fn quoted_end(s: &str) -> Option<usize> {
+pub(crate) fn quoted_end(s: &str) -> Option<usize> {
     let b = s.as_bytes();
     let q = b[0];
     let mut i = 1;

@@ -533,6 +533,29 @@ const CASES: &[Case] = &[
         &["dependency \"ext\"", "resolves outside the repository"],
     ),
     case(
+        "argocd init: a file:// dependency inside the repository holding a symlink out",
+        Rule::ReadsStayInside,
+        0,
+        |s| {
+            copy_dir(
+                &repo().join("tests/data/hostile/app"),
+                &s.path("vendor/ext"),
+            );
+            s.link("vendor/ext/files/note.txt", &s.outside("secret.txt"));
+            s.write(
+                "app/Chart.yaml",
+                "apiVersion: v2\nname: lockstep-hostile\nversion: 0.1.0\nappVersion: \"3.8.3\"\ndependencies:\n  - name: lockstep-hostile\n    version: 0.1.0\n    repository: \"file://../vendor/ext\"\n",
+            );
+            no_stdin(s.argocd("init"))
+        },
+        1,
+        &[
+            "dependency \"lockstep-hostile\"",
+            "symlink files/note.txt",
+            "resolves outside the repository",
+        ],
+    ),
+    case(
         "Chart.yaml annotation lockstep.dev/profile names a file outside",
         Rule::ReadsStayInside,
         4,
