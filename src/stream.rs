@@ -290,22 +290,21 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
             ),
             Some(Ok(v)) => {
                 let raw = &src[prev..end];
-                let value: Value = serde_yaml::to_value(&v)?;
-                drop(v);
                 // The object's own line: after the blank lines before it.
                 let lead = &raw[..raw.len() - raw.trim_start().len()];
                 let at = line + memchr::memchr_iter(b'\n', lead.as_bytes()).count();
                 let mut doc = Doc::new(Cow::Borrowed(raw), Cow::Borrowed(raw.trim()), at);
                 doc.json = true;
                 doc.head = Some(
-                    head_of_value(&value).with_context(|| format!("JSON object at line {at}"))?,
+                    head_of_value(&json_head(&v)?)
+                        .with_context(|| format!("JSON object at line {at}"))?,
                 );
                 line += memchr::memchr_iter(b'\n', raw.as_bytes()).count();
                 // Kept only where a stage may read it: a workload's, or a List's (its
                 // items become documents); any other is parsed again if ever needed.
                 // Per-object memory stays small whatever the count.
                 if keep_parsed(doc.head.as_ref()) {
-                    let _ = doc.parsed.set(Box::new(value));
+                    let _ = doc.parsed.set(Box::new(serde_yaml::to_value(&v)?));
                 }
                 if doc.head.as_ref().is_some_and(is_list) {
                     expand_list(doc, &mut docs)?;
@@ -346,6 +345,28 @@ fn parse_body(body: &str) -> Result<Value> {
         serde_yaml::from_str(body).map_err(|e| anyhow!("malformed YAML: {e}. {fix}"))?;
     merge_keys(&mut value, body).map_err(|e| anyhow!("{e} {fix}"))?;
     Ok(value)
+}
+
+/// The part of a JSON object its head is read from (kind, apiVersion, metadata's name,
+/// generateName and namespace), as YAML: converting whole objects took longer than
+/// parsing them.
+fn json_head(v: &serde_json::Value) -> Result<Value> {
+    let Some(obj) = v.as_object() else {
+        return Ok(serde_yaml::to_value(v)?);
+    };
+    let pick = |o: &serde_json::Map<String, serde_json::Value>, keys: &[&str]| {
+        keys.iter()
+            .filter_map(|k| Some(((*k).to_owned(), o.get(*k)?.clone())))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let mut head = pick(obj, &["apiVersion", "kind"]);
+    if let Some(meta) = obj.get("metadata").and_then(serde_json::Value::as_object) {
+        head.insert(
+            "metadata".into(),
+            pick(meta, &["name", "generateName", "namespace"]).into(),
+        );
+    }
+    Ok(serde_yaml::to_value(head)?)
 }
 
 /// An object of a JSON stream, as [`split_json`] read it.
