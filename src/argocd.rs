@@ -224,6 +224,11 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
         Some(ph) => config::parse_phase(ph).map_err(|e| anyhow!("parameter phase: {e}"))?,
         None => cfg.phase.unwrap_or(Phase::Presync),
     };
+    req.force_migrations = match s("force-migrations").or(user_env(env, "FORCE_MIGRATIONS")) {
+        None | Some("" | "false") => false,
+        Some("true") => true,
+        Some(other) => bail!("parameter force-migrations: {other:?} is not `true` or `false`"),
+    };
     req.api_workload = cfg
         .api_workload
         .as_deref()

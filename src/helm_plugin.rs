@@ -62,6 +62,7 @@ lockstep flags:
       --from-image IMAGE        the deployed image, for downgrade Jobs (default: read from
                                 the deployed release's manifest)
       --allow-downgrade
+      --force-migrations        run the migrations even when the release record says done
       --downgrade-revision DB=REVISION  (repeatable)
       --gate-image IMAGE
       --job-template FILE
@@ -153,6 +154,7 @@ pub struct Invocation {
     pub from: Option<String>,
     pub from_image: Option<String>,
     pub allow_downgrade: bool,
+    pub force_migrations: bool,
     pub downgrade_revisions: Vec<String>,
     pub gate_image: Option<String>,
     pub job_template: Option<PathBuf>,
@@ -264,6 +266,7 @@ pub fn parse(args: &[String]) -> std::result::Result<Parsed, String> {
             "--from" => inv.from = Some(value("the deployed release's version")?),
             "--from-image" => inv.from_image = Some(value("an image")?),
             "--allow-downgrade" => inv.allow_downgrade = flag_bool(&inline)?,
+            "--force-migrations" => inv.force_migrations = flag_bool(&inline)?,
             "--downgrade-revision" => inv.downgrade_revisions.push(value("DB=REVISION")?),
             "--gate-image" => inv.gate_image = Some(value("an image")?),
             "--job-template" => inv.job_template = Some(PathBuf::from(value("a file")?)),
@@ -921,6 +924,7 @@ fn request(
         .clone()
         .or_else(|| deployed.and_then(|d| d.image));
     req.allow_downgrade = inv.allow_downgrade;
+    req.force_migrations = inv.force_migrations;
     req.downgrade_revisions = crate::parse_downgrade_revisions(&inv.downgrade_revisions)?;
     req.gate_image = inv.gate_image.clone();
     Ok(req)
@@ -1090,6 +1094,37 @@ fn helm_major(helm: &Path) -> Result<u64> {
         })
 }
 
+/// What `--timeout` adds to the longest hook Job deadline: pod start and Helm's own
+/// deletes before and after the hook.
+pub const HOOK_TIMEOUT_MARGIN_SECONDS: i64 = 120;
+
+/// Helm's `--timeout` applies to each hook (pkg/action/hooks.go, WatchUntilReady): at
+/// least the longest `activeDeadlineSeconds` of the stream's hook Jobs plus a margin, or
+/// None when no hook Job has a deadline.
+pub fn hook_timeout(stream: &str) -> Result<Option<i64>> {
+    let mut longest: Option<i64> = None;
+    for doc in crate::stream::split(stream)?.docs.iter() {
+        let Some(h) = &doc.head else { continue };
+        if h.kind != "Job" || !doc.raw.contains("helm.sh/hook") {
+            continue;
+        }
+        let v = doc.value()?;
+        let is_hook = v
+            .get("metadata")
+            .and_then(|m| m.get("annotations"))
+            .and_then(|a| a.get("helm.sh/hook"))
+            .is_some();
+        let deadline = v
+            .get("spec")
+            .and_then(|s| s.get("activeDeadlineSeconds"))
+            .and_then(serde_yaml::Value::as_i64);
+        if let (true, Some(d)) = (is_hook, deadline) {
+            longest = Some(longest.map_or(d, |l| l.max(d)));
+        }
+    }
+    Ok(longest.map(|l| l + HOOK_TIMEOUT_MARGIN_SECONDS))
+}
+
 /// `helm lockstep install|upgrade`.
 fn deploy(helm: &Path, inv: &Invocation, conn: &Connection, notes: &mut Vec<String>) -> Result<()> {
     let cmd = inv.command.expect("parsed");
@@ -1101,6 +1136,19 @@ fn deploy(helm: &Path, inv: &Invocation, conn: &Connection, notes: &mut Vec<Stri
     let mut buf = Vec::new();
     crate::run(&req, &mut buf, notes)?;
     let stream = String::from_utf8(buf).context("the final stream is not UTF-8")?;
+    let mut flags = flags;
+    if !inv
+        .behaviour
+        .iter()
+        .any(|b| matches!(b, Behaviour::Timeout(_)))
+    {
+        if let Some(secs) = hook_timeout(&stream)? {
+            notes.push(format!(
+                "--timeout={secs}s: helm waits that long for each hook (the longest hook Job's activeDeadlineSeconds plus {HOOK_TIMEOUT_MARGIN_SECONDS}s); with helm's default 300s a long migration would be marked failed while it runs, and the retry would delete it mid-run. Pass --timeout to choose another"
+            ));
+            flags.push(format!("--timeout={secs}s"));
+        }
+    }
 
     let chart_abs = inv
         .chart
@@ -1239,6 +1287,27 @@ mod tests {
             parse(&args("template rel chart -h")),
             Ok(Parsed::Help)
         ));
+    }
+
+    #[test]
+    fn hook_timeout_covers_the_longest_hook_job_deadline() {
+        let job = |name: &str, hook: &str, deadline: i64| {
+            format!("---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: {name}\n  annotations:\n    helm.sh/hook: {hook}\nspec:\n  activeDeadlineSeconds: {deadline}\n  template: {{spec: {{containers: []}}}}\n")
+        };
+        let stream = [
+            job("gate", "pre-install", 300),
+            job("migrate", "pre-install,pre-upgrade", 1800),
+            "---\napiVersion: batch/v1\nkind: Job\nmetadata: {name: not-a-hook}\nspec: {activeDeadlineSeconds: 99999, template: {spec: {containers: []}}}\n".to_owned(),
+        ]
+        .concat();
+        assert_eq!(
+            hook_timeout(&stream).unwrap(),
+            Some(1800 + HOOK_TIMEOUT_MARGIN_SECONDS)
+        );
+        assert_eq!(
+            hook_timeout("---\nkind: ConfigMap\nmetadata: {name: a}\n").unwrap(),
+            None
+        );
     }
 
     #[test]

@@ -1,11 +1,18 @@
 //! Inject: the objects lockstep adds and the edits it makes to the chart's own.
 //!
 //! From the located API workload, the profile and the gate's admission, this
-//! module builds the migration Jobs (exact API image, env, volumes and pod
-//! settings), the in-cluster gate Job and its release record, and decides the
+//! module builds the migration Jobs (exact API image, final env, volumes and pod
+//! settings), the in-cluster gate Job and the release record, and decides the
 //! edits to existing documents: drop the chart's own migration hooks, turn
 //! migrate-on-start off where the database is shared, and (in the `sync` phase)
 //! move first-install dependencies to an earlier wave.
+//!
+//! The protocol (issue 17): the gate is the first hook of the first phase in both
+//! phases, so nothing of the release is applied before it passes; every step Job runs
+//! through `templates/step.sh`, which reads the record (a migration of the recorded
+//! release and image finishes at once, a one-time step the record lists does not run
+//! again); the record is a pair of hook ConfigMaps written after the last step, so only
+//! a sync whose steps all succeeded writes it, and nothing but such a sync changes it.
 //!
 //! It owns hook annotations, waves, names and labels. It must not write output
 //! (`emit` does) or decide whether an upgrade is allowed (`gate` does).
@@ -47,6 +54,8 @@ pub struct Options {
     pub deployed_image: Option<String>,
     /// For downgrades: target revision per migration name.
     pub downgrade_revisions: BTreeMap<String, String>,
+    /// Run the migrations (and downgrades) even when the record says they are done.
+    pub force_migrations: bool,
 }
 
 /// What happens to an existing document.
@@ -107,25 +116,19 @@ pub fn inject(
     let namespace = opts.namespace.clone().or_else(|| api.namespace.clone());
     let target = admission.target.to_string();
 
-    // The release record (a normal resource) and the gate step.
     let record_name = format!("{}-lockstep", opts.release);
-    out.added.push(templates.document::<ConfigMap>(
-        "record",
-        &json!({
-            "name": record_name,
-            "namespace": namespace,
-            "labels": labels(opts, &target, "release-record", None),
-            "release": target,
-            "line": line_of(&admission.target),
-            "image": api.image.full,
-            "chart": opts.chart_name,
-            "profile": profile.name,
-        }),
-        "lockstep/record-configmap.yaml.hbs",
-    )?);
 
+    // The gate runs first of all: a PreSync / pre-install,pre-upgrade hook in the lowest
+    // wave of that phase, in both phases, so nothing of the release is applied before it
+    // passes. Argo CD runs PreSync before any Sync-phase object, lowest wave first
+    // (gitops-engine sync_tasks.go:86-111, syncTasks.Less; sync_context.go:678-682);
+    // Helm runs pre-install/pre-upgrade hooks by weight before the release's resources
+    // (pkg/action/install.go:510-519, upgrade.go:460-469, hooks.go:172-177).
+    let gate_wave = presync_floor(stream, &out.edits)?
+        .map_or(base.min(first_wave), |f| f.min(base).min(first_wave))
+        - 1;
     let mut jobs: Vec<(String, serde_json::Value)> = Vec::new();
-    let gate_ctx = gate_job(api, admission, opts, &namespace, &record_name, base - 1);
+    let gate_ctx = gate_job(api, admission, opts, &namespace, &record_name, gate_wave);
     jobs.push(("gate".into(), gate_ctx));
 
     if admission.downgrade && opts.deployed_image.is_none() {
@@ -141,6 +144,7 @@ pub fn inject(
     }
     // Migrations (or downgrades), then one-time steps of the steps crossed.
     let mut steps: Vec<Planned> = Vec::new();
+    let mut one_time_names: Vec<String> = Vec::new();
     if admission.downgrade {
         let missing: Vec<&str> = profile
             .migrations
@@ -166,6 +170,7 @@ pub fn inject(
                 .collect();
             steps.push(Planned {
                 suffix: format!("downgrade-{}", m.name),
+                kind: "downgrade",
                 step: m,
                 command: cmd,
                 first_install: vec![],
@@ -176,6 +181,7 @@ pub fn inject(
         for m in &profile.migrations {
             steps.push(Planned {
                 suffix: format!("migrate-{}", m.name),
+                kind: "migration",
                 step: m,
                 command: m.command.clone(),
                 first_install: m.first_install.clone(),
@@ -185,11 +191,13 @@ pub fn inject(
         for step in &admission.steps {
             for one in step.info.iter().flat_map(|i| &i.one_time) {
                 notes.push(format!(
-                    "{} → {}: one-time step {} runs after the migrations: {}",
+                    "{} → {}: one-time step {} runs after the migrations, once per database (the release record lists it when done): {}",
                     step.from_line, step.to_line, one.name, one.why
                 ));
+                one_time_names.push(one.name.clone());
                 steps.push(Planned {
                     suffix: one.name.clone(),
+                    kind: "one-time",
                     step: profile
                         .migrations
                         .first()
@@ -203,6 +211,7 @@ pub fn inject(
         for m in &profile.post_rollout {
             steps.push(Planned {
                 suffix: m.name.clone(),
+                kind: "post-rollout",
                 step: m,
                 command: m.command.clone(),
                 first_install: m.first_install.clone(),
@@ -214,6 +223,9 @@ pub fn inject(
     // their own command.
     let mut deps = BTreeSet::new();
     let mut contexts = Vec::new();
+    // With no record (a first install), a migration is retried while a bundled database
+    // may still be starting: every RETRY_SECONDS for about a third of the deadline.
+    let first_install_attempts = 1 + profile.job.active_deadline_seconds / (3 * RETRY_SECONDS);
     let (mut pre_n, mut post_n) = (0i32, 0i32);
     for p in &steps {
         let source = source_of(stream, api, p.step, names)?;
@@ -232,8 +244,10 @@ pub fn inject(
             image_of(p.step, &source, api, &admission.target)?
         };
         let (command, args) = argv(profile, p, &source, notes);
+        // The source container's final env: migrate-on-start as the edited workloads
+        // have it (off wherever the database is shared).
         let mut env = merge_env(
-            source.container.env.clone().unwrap_or_default(),
+            switch_off(profile, source.container.env.clone().unwrap_or_default()),
             &p.step.env,
         );
         let mut env_from = source.container.env_from.clone().unwrap_or_default();
@@ -244,26 +258,39 @@ pub fn inject(
             }
         }
         mounts.extend(p.step.volume_mounts.iter().cloned());
-        let wants_record = !p.first_install.is_empty() || p.post;
-        if wants_record {
-            env = merge_env(
-                env,
-                &[
-                    EnvVar {
-                        name: "LOCKSTEP_STATE_DIR".into(),
-                        value: Some(STATE_DIR.into()),
-                        value_from: None,
-                    },
-                    EnvVar {
-                        name: "LOCKSTEP_TARGET".into(),
-                        value: Some(target.clone()),
-                        value_from: None,
-                    },
-                ],
-            );
-            volumes.push(record_volume(&record_name));
-            mounts.push(record_mount());
+        // Every step reads the record: done already, first install or upgrade, after
+        // the rollout (templates/step.sh).
+        let mut step_env = vec![
+            ("LOCKSTEP_STEP", p.kind.to_owned()),
+            ("LOCKSTEP_STEP_NAME", p.suffix.clone()),
+            ("LOCKSTEP_TARGET", target.clone()),
+            ("LOCKSTEP_IMAGE", api.image.full.clone()),
+            ("LOCKSTEP_RECORD", record_name.clone()),
+            ("LOCKSTEP_STATE_DIR", STATE_DIR.to_owned()),
+            ("LOCKSTEP_BACKUP_DIR", BACKUP_DIR.to_owned()),
+        ];
+        if !p.post {
+            step_env.extend([
+                ("LOCKSTEP_FORCE", opts.force_migrations.to_string()),
+                (
+                    "LOCKSTEP_FIRST_INSTALL_ATTEMPTS",
+                    first_install_attempts.to_string(),
+                ),
+                ("LOCKSTEP_RETRY_SECONDS", RETRY_SECONDS.to_string()),
+            ]);
         }
+        let step_env: Vec<EnvVar> = step_env
+            .into_iter()
+            .map(|(n, v)| EnvVar {
+                name: n.into(),
+                value: Some(v),
+                value_from: None,
+            })
+            .collect();
+        env = merge_env(env, &step_env);
+        let (record_vols, record_mounts) = record_volumes(&record_name);
+        volumes.extend(record_vols);
+        mounts.extend(record_mounts);
         let wave = if p.post {
             post_n += 1;
             post_n - 1
@@ -278,7 +305,7 @@ pub fn inject(
             "activeDeadlineSeconds": profile.job.active_deadline_seconds,
             "backoffLimit": profile.job.backoff_limit,
             "podLabels": labels(opts, &target, if p.post { "post-rollout" } else { "database-migration" }, Some(&p.suffix)),
-            "podAnnotations": (!profile.job.pod_annotations.is_empty()).then_some(&profile.job.pod_annotations),
+            "podAnnotations": pod_annotations(&profile.job.pod_annotations),
             "pod": pod_settings(&source.pod, true),
             "volumes": (!volumes.is_empty()).then_some(&volumes),
             "containerName": p.suffix,
@@ -295,12 +322,22 @@ pub fn inject(
         })));
     }
     // Only a render with no known deployed release may be a first install.
+    let dep_list = deps
+        .iter()
+        .map(|(k, n)| format!("{k}/{n}"))
+        .collect::<Vec<_>>()
+        .join(", ");
     let dep_note = (!deps.is_empty() && admission.from.is_none()).then(|| {
         format!(
-            "{} from this same render; in the presync phase a first install waits for objects not yet applied (for first installs use the sync phase: --phase sync, or `phase: sync` in lockstep.yaml or the Argo CD parameter)",
-            deps.iter().map(|(k, n)| format!("{k}/{n}")).collect::<Vec<_>>().join(", ")
+            "{dep_list} from this same render; in the presync phase a first install waits for objects not yet applied (for first installs use the sync phase: --phase sync, or `phase: sync` in lockstep.yaml or the Argo CD parameter)"
         )
     });
+    let last_wave = contexts
+        .iter()
+        .filter(|(p, _, _)| !p.post)
+        .map(|(_, w, _)| *w)
+        .max()
+        .unwrap_or(first_wave - 1);
     for (p, wave, mut ctx) in contexts {
         let mut annotations = BTreeMap::new();
         if let (Phase::Presync, Some(n), false) = (opts.phase, &dep_note, p.post) {
@@ -320,6 +357,12 @@ pub fn inject(
         Phase::Presync => {
             if let Some(n) = &dep_note {
                 notes.push(format!("first install: the migration Jobs need {n}"));
+            } else if !deps.is_empty() {
+                // argo-cd #9891; helm pkg/action/upgrade.go:460-469 (pre-upgrade hooks
+                // run before the release's resources are updated).
+                notes.push(format!(
+                    "presync phase: the migration Jobs read the live {dep_list} of the deployed release, not this render's (PreSync and pre-upgrade hooks run before any of the release's objects is applied); a change to them in this render reaches the migrations on the next sync"
+                ));
             }
         }
         Phase::Sync => {
@@ -335,31 +378,198 @@ pub fn inject(
             &format!("lockstep/job.yaml.hbs ({suffix})"),
         )?);
     }
+    // The release record, twice, after the last migration and one-time step: only a sync
+    // whose every step succeeded writes it (Argo CD runs a wave only after the previous
+    // one's hooks completed, gitops-engine sync_context.go:557-650; Helm runs hooks one by
+    // one and stops at the first failure, pkg/action/hooks.go:76-148).
+    for (i, name) in [record_name.clone(), format!("{record_name}-backup")]
+        .into_iter()
+        .enumerate()
+    {
+        out.added.push(templates.document::<ConfigMap>(
+            "record",
+            &json!({
+                "name": name,
+                "namespace": namespace,
+                "labels": labels(opts, &target, "release-record", None),
+                "annotations": record_annotations(opts.phase, last_wave + 1 + i as i32),
+                "release": target,
+                "line": line_of(&admission.target),
+                "image": api.image.full,
+                "chart": opts.chart_name,
+                "profile": profile.name,
+                "oneTime": one_time_names.join(" "),
+            }),
+            "lockstep/record-configmap.yaml.hbs",
+        )?);
+    }
     Ok(out)
 }
 
-/// Where the gate and the steps that read the release record mount it.
+/// Where the gate and the steps mount the release record and its backup.
 const STATE_DIR: &str = "/lockstep/state";
+const BACKUP_DIR: &str = "/lockstep/state-backup";
+/// The pause between a first install's migration attempts.
+const RETRY_SECONDS: i64 = 10;
 
-fn record_volume(record: &str) -> Volume {
-    serde_json::from_value(
-        json!({"name": "lockstep-state", "configMap": {"name": record, "optional": true}}),
-    )
-    .expect("a valid volume")
+/// The record and its backup, mounted optionally and read-only (no API access, no RBAC):
+/// a first install has neither.
+fn record_volumes(record: &str) -> (Vec<Volume>, Vec<VolumeMount>) {
+    let mut volumes = Vec::new();
+    let mut mounts = Vec::new();
+    for (volume, name, path) in [
+        ("lockstep-state", record.to_owned(), STATE_DIR),
+        (
+            "lockstep-state-backup",
+            format!("{record}-backup"),
+            BACKUP_DIR,
+        ),
+    ] {
+        volumes.push(
+            serde_json::from_value(
+                json!({"name": volume, "configMap": {"name": name, "optional": true}}),
+            )
+            .expect("a valid volume"),
+        );
+        mounts.push(VolumeMount {
+            name: volume.into(),
+            mount_path: path.into(),
+            read_only: Some(true),
+            ..Default::default()
+        });
+    }
+    (volumes, mounts)
 }
 
-fn record_mount() -> VolumeMount {
-    VolumeMount {
-        name: "lockstep-state".into(),
-        mount_path: STATE_DIR.into(),
-        read_only: Some(true),
-        ..Default::default()
+/// The record's hook annotations: written in the phase of the migrations, after them
+/// (`wave`), and deleted only to be created again (BeforeHookCreation: Helm 3 fails to
+/// create a hook that exists, pkg/action/hooks.go:77-108; Argo CD's default policy is the
+/// same, gitops-engine hook/delete_policy.go:22-24). A hook is never pruned
+/// (sync_context.go:993-996 leaves hooks out of the resource tasks), never re-applied by
+/// a Rollback or a selective sync (controller/sync.go:386 skips hooks), and is not part of
+/// a Helm release (`helm uninstall` deletes the release manifest only,
+/// pkg/action/uninstall.go:320-333; `helm rollback` re-applies it and runs only rollback
+/// hooks). `Delete=false` and `keep` keep it when the app is deleted
+/// (controller/appcontroller.go:1255-1264); `keep` also when an older release listed it
+/// as a resource (pkg/kube/client.go:657-683 reads it from the live object).
+fn record_annotations(phase: Phase, wave: i32) -> BTreeMap<String, String> {
+    let (argo, helm) = phase_hooks(phase);
+    [
+        ("argocd.argoproj.io/hook", argo),
+        (
+            "argocd.argoproj.io/hook-delete-policy",
+            "BeforeHookCreation",
+        ),
+        (
+            "argocd.argoproj.io/sync-options",
+            "Prune=false,Delete=false",
+        ),
+        ("helm.sh/hook", helm),
+        ("helm.sh/hook-delete-policy", "before-hook-creation"),
+        ("helm.sh/resource-policy", "keep"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .chain([
+        ("argocd.argoproj.io/sync-wave".to_owned(), wave.to_string()),
+        ("helm.sh/hook-weight".to_owned(), wave.to_string()),
+    ])
+    .collect()
+}
+
+/// The profile's pod annotations, with every lockstep Job kept out of an Istio sidecar
+/// (without native sidecars a Job's pod never completes while the sidecar runs, and Argo
+/// CD waits for JobComplete: gitops-engine health/health_job.go).
+fn pod_annotations(profile: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut a = profile.clone();
+    a.insert("sidecar.istio.io/inject".to_owned(), "false".to_owned());
+    a
+}
+
+/// A step's env as the edited workloads run it: the migrate-on-start switch (and its
+/// aliases) off where it is set, and added where the container has a database URL.
+fn switch_off(profile: &Profile, mut env: Vec<EnvVar>) -> Vec<EnvVar> {
+    let Some(mos) = &profile.migrate_on_start else {
+        return env;
+    };
+    let mut found = false;
+    for e in env.iter_mut() {
+        if e.name == mos.env || mos.aliases.contains(&e.name) {
+            found = true;
+            e.value = Some(mos.off.clone());
+            e.value_from = None;
+        }
+    }
+    if !found && env.iter().any(|e| profile.database.env.contains(&e.name)) {
+        env.push(EnvVar {
+            name: mos.env.clone(),
+            value: Some(mos.off.clone()),
+            value_from: None,
+        });
+    }
+    env
+}
+
+/// The lowest wave (or Helm weight) of the chart's own hooks that run where the gate
+/// does (Argo CD PreSync; Helm pre-install or pre-upgrade), documents dropped left out.
+fn presync_floor(stream: &Stream, edits: &BTreeMap<usize, Edit>) -> Result<Option<i32>> {
+    let mut floor: Option<i32> = None;
+    for (i, doc) in stream.docs.iter().enumerate() {
+        if doc.head.is_none()
+            || !doc.raw.contains("hook")
+            || matches!(edits.get(&i), Some(Edit::Drop))
+        {
+            continue;
+        }
+        let v = doc.value()?;
+        let ann = |k: &str| {
+            v.get("metadata")
+                .and_then(|m| m.get("annotations"))
+                .and_then(|a| a.get(k))
+                .and_then(Value::as_str)
+        };
+        let list = |k: &str| -> Vec<String> {
+            ann(k)
+                .map(|s| s.split(',').map(|x| x.trim().to_owned()).collect())
+                .unwrap_or_default()
+        };
+        let helm_pre = list("helm.sh/hook")
+            .iter()
+            .any(|t| t == "pre-install" || t == "pre-upgrade");
+        // gitops-engine hook/hook.go:38-53: Helm's types count only without Argo's.
+        let argo = list("argocd.argoproj.io/hook");
+        let argo_pre = if argo.iter().any(|t| !t.is_empty()) {
+            argo.iter().any(|t| t == "PreSync")
+        } else {
+            helm_pre
+        };
+        let weight = ann("helm.sh/hook-weight").and_then(|w| w.trim().parse::<i32>().ok());
+        // syncwaves/waves.go:12-21: the sync-wave, else the Helm weight.
+        let wave = ann("argocd.argoproj.io/sync-wave")
+            .and_then(|w| w.trim().parse::<i32>().ok())
+            .or(weight);
+        for (runs_first, w) in [(argo_pre, wave), (helm_pre, weight)] {
+            if runs_first {
+                let w = w.unwrap_or(0);
+                floor = Some(floor.map_or(w, |f| f.min(w)));
+            }
+        }
+    }
+    Ok(floor)
+}
+
+fn phase_hooks(phase: Phase) -> (&'static str, &'static str) {
+    match phase {
+        Phase::Presync => ("PreSync", "pre-install,pre-upgrade"),
+        Phase::Sync => ("Sync", "post-install,pre-upgrade"),
     }
 }
 
 /// One Job to emit: a migration, a downgrade, a one-time or a post-rollout step.
 struct Planned<'p> {
     suffix: String,
+    /// migration, downgrade, one-time or post-rollout (`LOCKSTEP_STEP` of step.sh).
+    kind: &'static str,
     /// Where it runs and with what (the profile's step; a one-time step runs as the
     /// first migration does).
     step: &'p Migration,
@@ -487,26 +697,24 @@ fn argv(
         let mut v: Vec<String> = vec![
             "/bin/sh".into(),
             "-c".into(),
-            template::STEP_SCRIPT.into(),
+            template::script(template::STEP_SCRIPT),
             "lockstep-step".into(),
             "post".into(),
         ];
         v.extend(p.command.iter().cloned());
         v
-    } else if !p.first_install.is_empty() {
+    } else {
         let mut v: Vec<String> = vec![
             "/bin/sh".into(),
             "-c".into(),
-            template::STEP_SCRIPT.into(),
+            template::script(template::STEP_SCRIPT),
             "lockstep-step".into(),
-            "choose".into(),
+            "run".into(),
             p.first_install.len().to_string(),
         ];
         v.extend(p.first_install.iter().cloned());
         v.extend(p.command.iter().cloned());
         v
-    } else {
-        p.command.clone()
     };
     if p.step.entrypoint == Entrypoint::Replace {
         return (Some(run), None);
@@ -588,7 +796,7 @@ fn post_annotations(wave: i32, extra: BTreeMap<String, String>) -> BTreeMap<Stri
 }
 
 /// The gate step's environment: what `templates/gate.sh` decides with.
-pub fn gate_env(admission: &Admission, record: &str) -> [(&'static str, String); 7] {
+pub fn gate_env(admission: &Admission, record: &str) -> [(&'static str, String); 8] {
     [
         ("LOCKSTEP_TARGET", admission.target.to_string()),
         ("LOCKSTEP_FROM_RANGES", admission.script_ranges()),
@@ -605,8 +813,12 @@ pub fn gate_env(admission: &Admission, record: &str) -> [(&'static str, String);
         ),
         ("LOCKSTEP_RECORD", record.to_owned()),
         ("LOCKSTEP_STATE_DIR", STATE_DIR.to_owned()),
+        ("LOCKSTEP_BACKUP_DIR", BACKUP_DIR.to_owned()),
     ]
 }
+
+/// The gate Job's deadline (it reads two small files).
+pub const GATE_DEADLINE_SECONDS: i64 = 300;
 
 fn gate_job(
     api: &ApiWorkload,
@@ -620,25 +832,27 @@ fn gate_job(
     let env = gate_env(admission, record).map(|(n, v)| json!({"name": n, "value": v}));
     let mut pod = pod_settings(&api.pod, false);
     pod["automountServiceAccountToken"] = json!(false);
+    let (volumes, mounts) = record_volumes(record);
     json!({
         "name": job_name(&opts.release, "lockstep-gate"),
         "namespace": namespace,
         "labels": labels(opts, &target, "upgrade-gate", None),
-        "annotations": hook_annotations(opts.phase, wave, BTreeMap::new()),
-        "activeDeadlineSeconds": 300,
+        // In both phases: before anything of the release is applied.
+        "annotations": hook_annotations(Phase::Presync, wave, BTreeMap::new()),
+        "activeDeadlineSeconds": GATE_DEADLINE_SECONDS,
         "backoffLimit": 0,
         "podLabels": labels(opts, &target, "upgrade-gate", None),
-        "podAnnotations": {"sidecar.istio.io/inject": "false"},
+        "podAnnotations": pod_annotations(&BTreeMap::new()),
         "pod": pod,
-        "volumes": [{"name": "lockstep-state", "configMap": {"name": record, "optional": true}}],
+        "volumes": volumes,
         "containerName": "gate",
         "image": opts.gate_image.clone().unwrap_or_else(|| api.image.full.clone()),
         "imagePullPolicy": api.container.image_pull_policy,
-        "command": ["/bin/sh", "-c", template::GATE_SCRIPT],
+        "command": ["/bin/sh", "-c", template::script(template::GATE_SCRIPT)],
         "args": null,
         "env": env,
         "envFrom": null,
-        "volumeMounts": [{"name": "lockstep-state", "mountPath": "/lockstep/state", "readOnly": true}],
+        "volumeMounts": mounts,
         "workingDir": null,
         "resources": {"requests": {"cpu": "10m", "memory": "16Mi"}, "limits": {"memory": "64Mi"}},
         "securityContext": api.container.security_context,
@@ -663,10 +877,7 @@ fn hook_annotations(
     wave: i32,
     extra: BTreeMap<String, String>,
 ) -> BTreeMap<String, String> {
-    let (argo, helm) = match phase {
-        Phase::Presync => ("PreSync", "pre-install,pre-upgrade"),
-        Phase::Sync => ("Sync", "post-install,pre-upgrade"),
-    };
+    let (argo, helm) = phase_hooks(phase);
     annotations(argo, helm, wave, extra)
 }
 
@@ -688,6 +899,9 @@ fn annotations(
             "helm.sh/hook-delete-policy",
             "before-hook-creation,hook-succeeded",
         ),
+        // Helm prints a failed hook's logs (the gate's reason) with the error
+        // (pkg/action/hooks.go:126-130, outputLogsByPolicy).
+        ("helm.sh/hook-output-log-policy", "hook-failed"),
     ] {
         extra.insert(k.to_owned(), v.to_owned());
     }

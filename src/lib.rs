@@ -99,6 +99,8 @@ pub struct Request {
     /// The repository the chart and every file it reads must stay in; default: the
     /// nearest directory above the chart holding `.git`, else the chart's own.
     pub repo_root: Option<PathBuf>,
+    /// Run the migrations even when the release record says they are done.
+    pub force_migrations: bool,
 }
 
 impl Request {
@@ -117,6 +119,7 @@ impl Request {
             downgrade_revisions: BTreeMap::new(),
             gate_image: None,
             repo_root: None,
+            force_migrations: false,
         }
     }
 }
@@ -699,6 +702,7 @@ fn produce<T: std::borrow::Borrow<template::Templates>>(
                 gate_image: req.gate_image.clone(),
                 deployed_image: req.from_image.clone(),
                 downgrade_revisions: req.downgrade_revisions.clone(),
+                force_migrations: req.force_migrations,
             };
             inject::inject(
                 &a.stream,

@@ -104,6 +104,9 @@ struct Common {
     /// Allow a downgrade: emits downgrade Jobs that run with the deployed image. Take backups first.
     #[arg(long)]
     allow_downgrade: bool,
+    /// Run the migrations (and downgrades) even when the release record says this release and image are migrated already.
+    #[arg(long)]
+    force_migrations: bool,
     /// Target revision of one database for a downgrade (repeat per database).
     #[arg(long, value_name = "DB=REVISION")]
     downgrade_revision: Vec<String>,
@@ -342,6 +345,7 @@ fn common_request(input: Input, c: Common, cfg: Option<&AppConfig>, dir: &Path) 
         .gate_image
         .or_else(|| cfg.and_then(|f| f.gate_image.clone()));
     req.allow_downgrade = c.allow_downgrade;
+    req.force_migrations = c.force_migrations;
     req.downgrade_revisions = lockstep::parse_downgrade_revisions(&c.downgrade_revision)?;
     let lock_path = c.lock.unwrap_or_else(|| dir.join(config::LOCK_FILE));
     let lock = Lock::load(&lock_path)?;

@@ -30,8 +30,25 @@ use std::fmt::Write;
 
 pub const JOB: &str = include_str!("../templates/job.yaml.hbs");
 pub const RECORD: &str = include_str!("../templates/record-configmap.yaml.hbs");
-pub const GATE_SCRIPT: &str = include_str!("../templates/gate.sh");
-pub const STEP_SCRIPT: &str = include_str!("../templates/step.sh");
+/// The gate's script: which record to read, then the decision.
+pub const GATE_SCRIPT: &str = concat!(
+    include_str!("../templates/record.sh"),
+    include_str!("../templates/gate.sh")
+);
+/// The wrapper of every step Job: which record to read, then run the step as the record
+/// says (once, not again, the first-install or the upgrade command, after the rollout).
+pub const STEP_SCRIPT: &str = concat!(
+    include_str!("../templates/record.sh"),
+    include_str!("../templates/step.sh")
+);
+
+/// A script as a Job runs it: without its comment lines (the files document it).
+pub fn script(text: &str) -> String {
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .flat_map(|l| [l, "\n"])
+        .collect()
+}
 
 pub struct Templates {
     hb: Handlebars<'static>,
@@ -301,11 +318,16 @@ mod tests {
         let evil = "x\"\nkind: Secret\n# \": {a: b}";
         let ctx = serde_json::json!({
             "name": "n", "namespace": null, "labels": {"a": evil},
-            "release": evil, "line": "1.2", "image": "i:1", "chart": "c", "profile": "p"
+            "annotations": {"b": evil},
+            "release": evil, "line": "1.2", "image": "i:1", "chart": "c", "profile": "p",
+            "oneTime": evil
         });
         let cm: ConfigMap =
             serde_yaml::from_value(t.checked::<ConfigMap>("record", &ctx).unwrap()).unwrap();
-        assert_eq!(cm.data.unwrap()["release"], evil);
+        let data = cm.data.unwrap();
+        assert_eq!(data["release"], evil);
+        assert_eq!(data["one-time"], evil);
+        assert_eq!(cm.metadata.annotations.unwrap()["b"], evil);
         assert_eq!(cm.metadata.labels.unwrap()["a"], evil);
     }
 

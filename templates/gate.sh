@@ -1,7 +1,7 @@
-# lockstep upgrade gate. Runs before any migration, with the record of the live
-# release mounted (optionally) from the ConfigMap $LOCKSTEP_RECORD. All inputs are
-# environment variables computed at render time; the script needs a POSIX shell
-# and no API access.
+# lockstep upgrade gate (follows record.sh). Runs before anything of the release is
+# applied and before any migration, with the release record read as record.sh says. All
+# inputs are environment variables computed at render time; the script needs a POSIX
+# shell and no API access.
 #   LOCKSTEP_TARGET        the release being deployed, e.g. 1.2.0
 #   LOCKSTEP_FROM_RANGES   the live releases the target may follow: LO:HI pairs of
 #                          keys M.m.p.f (f: 0 a pre-release, 1 a release), computed
@@ -10,9 +10,7 @@
 #   LOCKSTEP_NEWEST        the newest live release (a key) that is not a downgrade
 #   LOCKSTEP_ALLOWED       the same ranges, for people
 #   LOCKSTEP_DOWNGRADE_FROM  the exact release a requested downgrade leaves, or empty
-#   LOCKSTEP_STATE_DIR     where the record is mounted (default /lockstep/state)
 #   LOCKSTEP_TERMINATION_LOG  where the reason goes (default /dev/termination-log)
-state_dir=${LOCKSTEP_STATE_DIR:-/lockstep/state}
 term=${LOCKSTEP_TERMINATION_LOG:-/dev/termination-log}
 
 fail() {
@@ -60,20 +58,20 @@ split_version() {
   [ ${#v_major} -le 18 ] && [ ${#v_minor} -le 18 ] && [ ${#v_patch} -le 18 ]
 }
 
-if [ ! -f "$state_dir/release" ]; then
-  echo "lockstep gate: no record of a deployed release (ConfigMap $LOCKSTEP_RECORD): first install, passing"
+if [ -z "$record_dir" ]; then
+  echo "lockstep gate: no record of a migrated release (ConfigMaps $LOCKSTEP_RECORD, $LOCKSTEP_RECORD-backup): first install, passing"
   exit 0
 fi
 live=
-IFS= read -r live < "$state_dir/release" || :
+IFS= read -r live < "$record_dir/release" || :
 [ ${#live} -le 128 ] ||
-  fail "the record $LOCKSTEP_RECORD holds a value of ${#live} characters, not a release version; refusing to migrate. Check the ConfigMap, or delete it if this is a fresh database."
+  fail "the record $LOCKSTEP_RECORD holds a value of ${#live} characters, not a release version; refusing to migrate. Check the ConfigMaps $LOCKSTEP_RECORD and $LOCKSTEP_RECORD-backup, or delete both if this is a fresh database."
 case $live in
   ''|*[!0-9A-Za-z.+_-]*)
-    fail "the record $LOCKSTEP_RECORD does not hold a release version; refusing to migrate. Check the ConfigMap, or delete it if this is a fresh database." ;;
+    fail "the record $LOCKSTEP_RECORD does not hold a release version; refusing to migrate. Check the ConfigMaps $LOCKSTEP_RECORD and $LOCKSTEP_RECORD-backup, or delete both if this is a fresh database." ;;
 esac
 split_version "$live" ||
-  fail "the record $LOCKSTEP_RECORD holds '$live', which is not a version; refusing to migrate. Check the ConfigMap, or delete it if this is a fresh database."
+  fail "the record $LOCKSTEP_RECORD holds '$live', which is not a version; refusing to migrate. Check the ConfigMaps $LOCKSTEP_RECORD and $LOCKSTEP_RECORD-backup, or delete both if this is a fresh database."
 l_major=$v_major l_minor=$v_minor l_patch=$v_patch l_final=$v_final
 split_version "$LOCKSTEP_TARGET" || fail "internal: target '$LOCKSTEP_TARGET' is not a version"
 t_major=$v_major t_minor=$v_minor t_patch=$v_patch

@@ -314,7 +314,7 @@ fn authentik_migrates_with_env_from_through_the_entrypoint() {
         );
         let c = container(&jobs[0]);
         assert!(c.get("command").is_none(), "{file}: keeps the entrypoint");
-        assert_eq!(strings(&c["args"]), ["migrate"], "{file}");
+        assert_eq!(step_argv(&jobs[0]), ["migrate"], "{file}");
         let secret = if file.contains("existing-secret") {
             "sso-authentik-config"
         } else {
@@ -389,7 +389,7 @@ fn sentry_migrates_clickhouse_in_the_snuba_image_then_postgres_and_keeps_snuba_d
             Some(format!("{fullname}-snuba-env").as_str())
         );
         assert_eq!(
-            strings(&snuba_c["command"]),
+            step_argv(&jobs[0]),
             ["snuba", "migrations", "migrate", "--force"]
         );
         let d = docs(&out);
@@ -821,26 +821,27 @@ fn prefect_migrations_keep_the_image_entrypoint_when_the_api_runs_through_it() {
     let (job, _) = prefect_job(Some(
         "          command:\n            - /usr/bin/tini\n            - -g\n            - --\n            - /opt/prefect/entrypoint.sh\n",
     ));
+    // (Every step runs through lockstep's wrapper, templates/step.sh: step_argv.)
     let c = container(&job);
     assert_eq!(
         strings(&c["command"]),
         ["/usr/bin/tini", "-g", "--", "/opt/prefect/entrypoint.sh"]
     );
     assert_eq!(
-        strings(&c["args"]),
+        step_argv(&job),
         ["prefect", "server", "database", "upgrade", "-y"]
     );
     // No command: the image's entrypoint runs; the Job sets args only.
     let (job, _) = prefect_job(None);
     assert!(container(&job).get("command").is_none());
     assert_eq!(
-        strings(&container(&job)["args"]),
+        step_argv(&job),
         ["prefect", "server", "database", "upgrade", "-y"]
     );
     // A command that bypasses the entrypoint: the Job bypasses it too, and says so.
     let (job, err) = prefect_job(Some("          command: [prefect]\n"));
     assert_eq!(
-        strings(&container(&job)["command"]),
+        step_argv(&job),
         ["prefect", "server", "database", "upgrade", "-y"]
     );
     assert!(container(&job).get("args").is_none());

@@ -162,8 +162,10 @@ fn container<'a>(doc: &'a Value, name: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no container {name} in {:?}", head(doc)))
 }
 
+/// A container's env; for lockstep's Jobs without the LOCKSTEP_* variables the step
+/// wrapper reads.
 fn env(c: &Value) -> Vec<Value> {
-    c["env"].as_sequence().cloned().unwrap_or_default()
+    app_env(c)
 }
 
 fn env_value<'a>(c: &'a Value, name: &str) -> Option<&'a Value> {
@@ -281,6 +283,7 @@ fn hook_annotations(phase: &str, wave: i32) -> BTreeMap<String, String> {
             "before-hook-creation,hook-succeeded".to_owned(),
         ),
         ("helm.sh/hook-weight", wave.to_string()),
+        ("helm.sh/hook-output-log-policy", "hook-failed".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -518,17 +521,22 @@ fn check_fixture(r: &FixtureRun) {
         );
     }
 
-    // What remains is what lockstep added: the release record, the gate, one migration.
+    // What remains is what lockstep added: the gate, one migration, the release record
+    // and its backup (written after the migration).
     let added: Vec<Value> = out_chunks[j..].iter().map(|c| parse(c)).collect();
     let kinds: Vec<_> = added.iter().map(|d| head(d).unwrap()).collect();
     assert_eq!(
         kinds,
         vec![
-            ("ConfigMap".to_owned(), "prefect-server-lockstep".to_owned()),
             ("Job".to_owned(), "prefect-server-lockstep-gate".to_owned()),
             (
                 "Job".to_owned(),
                 "prefect-server-migrate-database".to_owned()
+            ),
+            ("ConfigMap".to_owned(), "prefect-server-lockstep".to_owned()),
+            (
+                "ConfigMap".to_owned(),
+                "prefect-server-lockstep-backup".to_owned()
             ),
         ],
         "{name}: added documents"
@@ -592,20 +600,35 @@ fn check_fixture(r: &FixtureRun) {
         jc["imagePullPolicy"], api_c["imagePullPolicy"],
         "{name}: imagePullPolicy"
     );
+    // The API container's final env: as lockstep emits it, migrate-on-start off.
+    let api_out = find(&out_docs, "Deployment", "prefect-server").unwrap();
     assert_eq!(
         env(jc),
-        env(api_c),
-        "{name}: the Job's env is the API container's env (input)"
+        env(container(api_out, "prefect-server")),
+        "{name}: the Job's env is the API container's final env (output)"
+    );
+    assert!(
+        !switch_values(jc).is_empty() && switch_values(jc).iter().all(|v| v == "false"),
+        "{name}: the Job carries migrate-on-start off, as the API does: {:?}",
+        switch_values(jc)
     );
     // Through the image's entrypoint when the server runs through it (issue 15):
     // `tini -g -- /opt/prefect/entrypoint.sh` installs EXTRA_PIP_PACKAGES.
     let upgrade = ["prefect", "server", "database", "upgrade", "-y"];
     let tini = ["/usr/bin/tini", "-g", "--", "/opt/prefect/entrypoint.sh"];
+    assert_eq!(step_argv(job), upgrade, "{name}: the step's argv");
     if api_c["command"].is_null() || strings(&api_c["command"]) == tini {
-        assert_eq!(jc["command"], api_c["command"], "{name}: the entrypoint");
-        assert_eq!(strings(&jc["args"]), upgrade, "{name}: args");
+        assert_eq!(
+            step_entrypoint(job),
+            Some(api_c["command"].clone()),
+            "{name}: the entrypoint"
+        );
     } else {
-        assert_eq!(strings(&jc["command"]), upgrade, "{name}: command");
+        assert_eq!(
+            step_entrypoint(job),
+            None,
+            "{name}: the wrapper is the command"
+        );
     }
     assert_eq!(
         job["spec"]["template"]["spec"]["serviceAccountName"],
@@ -957,7 +980,7 @@ fn check_cloud(out: &str, err: &str, v12: bool, ctx: &str) {
             "{ctx}"
         );
         assert_eq!(
-            strings(&job_container(j)["command"]),
+            step_argv(j),
             ["prefect-cloud", dbname, "database", "upgrade"],
             "{ctx}: {db}"
         );
@@ -1101,7 +1124,7 @@ fn profile_selection() {
     let m = component(&lockstep_jobs(&d), "database-migration");
     assert_eq!(m.len(), 1);
     assert_eq!(
-        strings(&job_container(m[0])["command"]),
+        step_argv(m[0]),
         ["migrate"],
         "the generic profile's command"
     );
@@ -1233,9 +1256,16 @@ fn sync_phase_moves_dependencies_and_presync_warns() {
     for j in &jobs {
         let w = wave(j);
         assert!(w < 0, "a negative wave: {w}");
+        // The gate stays in PreSync (pre-install,pre-upgrade) in both phases: it runs
+        // before anything of the release is applied.
+        let phase = if j["metadata"]["labels"]["app.kubernetes.io/component"] == "upgrade-gate" {
+            "presync"
+        } else {
+            "sync"
+        };
         assert_eq!(
             str_map(&j["metadata"]["annotations"]),
-            hook_annotations("sync", w),
+            hook_annotations(phase, w),
             "{:?}",
             j["metadata"]["name"]
         );
@@ -1449,9 +1479,10 @@ fn env_values_cannot_inject_yaml() {
         heads,
         vec![
             ("Deployment".to_owned(), "evil-api".to_owned()),
-            ("ConfigMap".to_owned(), "evil-lockstep".to_owned()),
             ("Job".to_owned(), "evil-lockstep-gate".to_owned()),
             ("Job".to_owned(), "evil-migrate-migrate".to_owned()),
+            ("ConfigMap".to_owned(), "evil-lockstep".to_owned()),
+            ("ConfigMap".to_owned(), "evil-lockstep-backup".to_owned()),
         ],
         "no document was added by a value"
     );

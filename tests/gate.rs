@@ -1448,26 +1448,42 @@ fn an_allowed_downgrade_passes_the_gate_for_exactly_the_recorded_release() {
 // The release record
 
 #[test]
-fn the_record_is_a_normal_resource_with_the_target_release_and_image() {
+fn the_record_is_a_hook_written_after_the_steps_and_kept() {
     let out = ok(&render(Some("0.8.2"), "1.2.0"));
     let d = docs(&out);
     let rec = record(&out, RELEASE);
     assert_eq!(rec["apiVersion"], "v1");
     assert_eq!(rec["metadata"]["namespace"], RELEASE);
-    let annotations = rec["metadata"]["annotations"]
-        .as_mapping()
-        .cloned()
-        .unwrap_or_default();
-    assert!(
-        annotations
-            .keys()
-            .all(|k| !k.as_str().unwrap().contains("hook")),
-        "the record is applied with the release, not as a hook: {annotations:?}"
+    let ann = |v: &Value, k: &str| v["metadata"]["annotations"][k].as_str().map(str::to_owned);
+    // A hook (not re-applied by rollbacks or selective syncs, not part of a Helm release),
+    // never pruned or deleted with the app or the release.
+    for (k, v) in [
+        ("argocd.argoproj.io/hook", "PreSync"),
+        (
+            "argocd.argoproj.io/hook-delete-policy",
+            "BeforeHookCreation",
+        ),
+        (
+            "argocd.argoproj.io/sync-options",
+            "Prune=false,Delete=false",
+        ),
+        ("helm.sh/hook", "pre-install,pre-upgrade"),
+        ("helm.sh/hook-delete-policy", "before-hook-creation"),
+        ("helm.sh/resource-policy", "keep"),
+    ] {
+        assert_eq!(ann(&rec, k).as_deref(), Some(v), "{k}");
+    }
+    let backup = find(&d, "ConfigMap", &format!("{RELEASE}-lockstep-backup")).expect("backup");
+    assert_eq!(
+        backup["data"], rec["data"],
+        "the backup holds the same record"
     );
     assert_eq!(rec["data"]["release"], "1.2.0");
     assert_eq!(rec["data"]["line"], "1.2");
     assert_eq!(rec["data"]["chart"], "prefect-cloud");
     assert_eq!(rec["data"]["profile"], "prefect-customer-managed");
+    // 0.8 → 1.2 crosses the one-time step update-orion: the record lists it as done.
+    assert_eq!(rec["data"]["one-time"], "update-orion");
     let orion = find(&d, "Deployment", &format!("{RELEASE}-orion")).expect("orion");
     let api_image = orion["spec"]["template"]["spec"]["containers"]
         .as_sequence()
@@ -1498,6 +1514,14 @@ fn the_record_is_a_normal_resource_with_the_target_release_and_image() {
         .expect("state volume");
     assert_eq!(vol["configMap"]["name"], rec["metadata"]["name"]);
     assert_eq!(vol["configMap"]["optional"], true);
+    let bvol = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == "lockstep-state-backup")
+        .expect("backup volume");
+    assert_eq!(bvol["configMap"]["name"], backup["metadata"]["name"]);
+    assert_eq!(bvol["configMap"]["optional"], true);
     let mount = pod["containers"][0]["volumeMounts"]
         .as_sequence()
         .unwrap()
@@ -1523,13 +1547,17 @@ fn the_record_is_a_normal_resource_with_the_target_release_and_image() {
             .unwrap()
     };
     let gate_wave = wave(job);
-    let migrations: Vec<&Value> = d
+    let steps: Vec<&Value> = d
         .iter()
         .filter(|x| {
             x["kind"] == "Job"
                 && x["metadata"]["labels"]["app.kubernetes.io/component"] == "database-migration"
         })
         .collect();
-    assert!(migrations.len() >= 3);
-    assert!(migrations.iter().all(|m| wave(m) > gate_wave));
+    assert_eq!(steps.len(), 4, "three migrations and update-orion");
+    assert!(steps.iter().all(|m| wave(m) > gate_wave));
+    // ... and the record after every migration and one-time step, the backup after it.
+    let last_step = steps.iter().map(|m| wave(m)).max().unwrap();
+    assert_eq!(wave(&rec), last_step + 1);
+    assert_eq!(wave(backup), last_step + 2);
 }

@@ -411,8 +411,14 @@ fn plugin_loads_and_templates_a_first_install(major: u8) {
     assert_eq!(jobs.len(), 2, "the gate and one migration Job:\n{text}");
     for job in &jobs {
         assert!(by_lockstep(job), "{job:?}");
-        // A first install: post-install (phase sync), once the Secret and ServiceAccount exist.
-        assert_eq!(hook(job), Some("post-install,pre-upgrade"), "{job:?}");
+        // A first install: the migration is post-install (phase sync), once the Secret and
+        // ServiceAccount exist; the gate stays pre-install, before anything is created.
+        let want = if job["metadata"]["labels"]["app.kubernetes.io/component"] == "upgrade-gate" {
+            "pre-install,pre-upgrade"
+        } else {
+            "post-install,pre-upgrade"
+        };
+        assert_eq!(hook(job), Some(want), "{job:?}");
     }
     let migrate = jobs
         .iter()
@@ -584,8 +590,8 @@ fn helm4_post_renderer_adds_the_jobs_as_hooks() {
     );
     assert!(lockstep_jobs(&text).is_empty(), "{text}");
     assert!(
-        common::find(&docs(&text), "ConfigMap", "prefect-lockstep").is_some(),
-        "the release record is a resource"
+        common::find(&docs(&text), "ConfigMap", "prefect-lockstep").is_none(),
+        "the release record is a hook too: only hooks that ran after the migrations write it"
     );
 
     // A chart with a subchart: name the profile through --post-renderer-args.
@@ -861,8 +867,12 @@ fn first_install_dry_run(major: u8) {
         "{manifest}"
     );
     assert!(
-        common::find(&resources, "ConfigMap", "prefect-server-lockstep").is_some(),
-        "{manifest}"
+        common::find(&resources, "ConfigMap", "prefect-server-lockstep").is_none(),
+        "the record is not part of the release: {manifest}"
+    );
+    assert!(
+        common::find(&docs(&hooks), "ConfigMap", "prefect-server-lockstep").is_some(),
+        "the record is a hook: {hooks}"
     );
 
     let calls = helm.calls();
@@ -881,7 +891,9 @@ fn first_install_dry_run(major: u8) {
         [
             "--namespace=prefect",
             "--dry-run=client",
-            "--disable-openapi-validation"
+            "--disable-openapi-validation",
+            // No --timeout given: the migration Job's 900 s deadline plus 120 s.
+            "--timeout=1020s"
         ]
     );
     assert!(

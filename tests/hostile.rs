@@ -1458,7 +1458,11 @@ fn merge_keys_resolve_as_kubernetes_reads_them() {
         .clone();
     let job = find(&all, "Job", "prefect-server-migrate-database").expect("the Job");
     let jc = &job["spec"]["template"]["spec"]["containers"][0];
-    assert_eq!(&jc["env"], want, "the Job's env is the merged env");
+    assert_eq!(
+        &serde_yaml::Value::Sequence(app_env(jc)),
+        want,
+        "the Job's env is the merged env (plus the LOCKSTEP_* of its wrapper)"
+    );
     assert_eq!(jc["imagePullPolicy"], "Always", "a merged field");
     assert_eq!(
         jc["image"], "prefecthq/prefect:3.8.3-python3.11",

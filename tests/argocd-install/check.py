@@ -36,6 +36,7 @@ STATIC_PARAMS = {  # name -> collectionType, from the binary's Argo CD interface
     "profile": "string",
     "from": "string",
     "phase": "string",
+    "force-migrations": "string",
 }
 
 passed = 0

@@ -285,6 +285,23 @@ fn less(a: &Task, b: &Task) -> std::cmp::Ordering {
     ))
 }
 
+/// One task per phase the object runs in.
+fn tasks_of(obj: &Value, hook: bool, prune: bool) -> Vec<Task> {
+    let (kind, name) = key(obj);
+    phases(obj)
+        .into_iter()
+        .map(|phase| Task {
+            phase,
+            wave: wave(obj),
+            kind: kind.clone(),
+            name: name.clone(),
+            hook,
+            prune,
+            obj: obj.clone(),
+        })
+        .collect()
+}
+
 /// The tasks of a sync, sorted: gitops-engine/pkg/sync/sync_context.go:974-1186
 /// (getSyncTasks).
 pub fn plan(target: &[Value], tracked_live: &[Value], op: &Operation) -> Vec<Task> {
@@ -306,34 +323,12 @@ pub fn plan(target: &[Value], tracked_live: &[Value], op: &Operation) -> Vec<Tas
         if !selected(&k) || is_hook(obj) {
             continue;
         }
-        let prune = !target_keys.contains(&k);
-        for phase in phases(obj) {
-            tasks.push(Task {
-                phase,
-                wave: wave(obj),
-                kind: k.0.clone(),
-                name: k.1.clone(),
-                hook: false,
-                prune,
-                obj: obj.clone(),
-            });
-        }
+        tasks.extend(tasks_of(obj, false, !target_keys.contains(&k)));
     }
     // sync_context.go:1007-1031: hooks only when not skipped, once per phase they name.
     if !op.skips_hooks() {
         for obj in target.iter().filter(|o| is_hook(o)) {
-            let k = key(obj);
-            for phase in phases(obj) {
-                tasks.push(Task {
-                    phase,
-                    wave: wave(obj),
-                    kind: k.0.clone(),
-                    name: k.1.clone(),
-                    hook: true,
-                    prune: false,
-                    obj: obj.clone(),
-                });
-            }
+            tasks.extend(tasks_of(obj, true, false));
         }
     }
     // sync_context.go:1124-1152: prune tasks take the mirrored wave (deleted in reverse

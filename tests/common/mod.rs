@@ -151,3 +151,44 @@ pub fn find<'a>(
     docs.iter()
         .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
 }
+
+/// The argv of a lockstep step Job (migration, one-time step, downgrade): its command
+/// and args hold the wrapper `/bin/sh -c SCRIPT lockstep-step run N [FIRST_INSTALL...]
+/// ARGV...` (after the image's entrypoint, when the step keeps it); returns ARGV, the
+/// step's own command on an upgrade.
+pub fn step_argv(job: &serde_yaml::Value) -> Vec<String> {
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    let all: Vec<String> = ["command", "args"]
+        .iter()
+        .flat_map(|k| c[*k].as_sequence().cloned().unwrap_or_default())
+        .map(|v| v.as_str().expect("strings").to_owned())
+        .collect();
+    let at = all
+        .iter()
+        .position(|a| a == "lockstep-step")
+        .unwrap_or_else(|| panic!("a step Job runs through lockstep's wrapper: {all:?}"));
+    assert!(
+        at >= 3 && all[at - 3..at - 1] == ["/bin/sh", "-c"] && all[at + 1] == "run",
+        "{all:?}"
+    );
+    let n: usize = all[at + 2].parse().expect("a count");
+    all[at + 3 + n..].to_vec()
+}
+
+/// The image entrypoint a step Job keeps before its wrapper (its `command` when the
+/// wrapper is in `args`), or None when the wrapper is the command.
+pub fn step_entrypoint(job: &serde_yaml::Value) -> Option<serde_yaml::Value> {
+    let c = &job["spec"]["template"]["spec"]["containers"][0];
+    c["args"].is_sequence().then(|| c["command"].clone())
+}
+
+/// A container's env without the LOCKSTEP_* variables lockstep adds to its Jobs.
+pub fn app_env(container: &serde_yaml::Value) -> Vec<serde_yaml::Value> {
+    container["env"]
+        .as_sequence()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|e| !e["name"].as_str().unwrap_or("").starts_with("LOCKSTEP_"))
+        .collect()
+}
