@@ -9,11 +9,15 @@
 //! Each scenario runs once per helm major (`_helm3`, `_helm4`) in its own namespace and
 //! database; see tests/cluster/harness.rs for the environment they share.
 
+#[path = "cluster/argocd_sync.rs"]
+mod argocd_sync;
 mod common;
 #[path = "cluster/harness.rs"]
 mod harness;
 #[path = "cluster/scenario.rs"]
 mod scenario;
+
+use common::argocd_model::Operation;
 
 use scenario::{Scenario, HEAD_3_7_8, HEAD_3_8_3};
 
@@ -567,4 +571,78 @@ fn long_migration_without_timeout_helm3() {
 #[ignore = "needs issue 17 (defect 5): helm's 300 s default hook timeout ends a longer migration"]
 fn long_migration_without_timeout_helm4() {
     long_migration_without_timeout(4);
+}
+
+/// Argo CD (the gitops-engine model driving the real API server), `--phase presync`: after
+/// a first sync at 3.7.8 (in the sync phase: a PreSync Job of a first install waits for its
+/// ServiceAccount, argo-cd #9891), a 3.8.3 sync refused by the gate (record at 3.6.0) before
+/// anything else is applied, then the same sync allowed once the record says 3.7.8: the gate
+/// Job is the first object applied, the migration the second, then the Sync phase.
+#[test]
+fn argocd_presync_gate_first() {
+    let Some(s) = Scenario::new("argo-presync", 4) else {
+        return;
+    };
+    let first = argocd_sync::sync(&s, &s.argocd_generate("3.7.8", "sync"), &Operation::Full);
+    assert_eq!(first.failed, None, "{:#?}", first.log);
+    assert_eq!(s.head().as_deref(), Some(HEAD_3_7_8));
+    assert_eq!(s.record().as_deref(), Some("3.7.8"));
+    s.write_data("argo");
+
+    s.set_record("3.6.0");
+    let before = snapshot(&s);
+    let refused = argocd_sync::sync(&s, &s.argocd_generate("3.8.3", "presync"), &Operation::Full);
+    assert!(refused.failed.is_some(), "{:#?}", refused.log);
+    assert_eq!(
+        refused.applied(),
+        ["Job/prefect-lockstep-gate"],
+        "nothing but the gate was applied"
+    );
+    assert_eq!(snapshot(&s), before, "nothing of 3.8.3 reached the cluster");
+    assert_eq!(s.head().as_deref(), Some(HEAD_3_7_8));
+
+    s.set_record("3.7.8");
+    let upgrade = argocd_sync::sync(&s, &s.argocd_generate("3.8.3", "presync"), &Operation::Full);
+    assert_eq!(upgrade.failed, None, "{:#?}", upgrade.log);
+    assert_eq!(
+        upgrade.applied()[..2],
+        ["Job/prefect-lockstep-gate", "Job/prefect-migrate-database"]
+    );
+    assert_eq!(s.head().as_deref(), Some(HEAD_3_8_3));
+    assert_eq!(s.data(), "e2e-argo=\"kept\"");
+    assert_eq!(s.record().as_deref(), Some("3.8.3"));
+    assert_eq!(
+        s.deployment("prefect-server").0,
+        "prefecthq/prefect:3.8.3-python3.11"
+    );
+}
+
+/// Argo CD model, `--phase sync`: a refused upgrade applies nothing before the gate (issue 17
+/// defect 1: the objects moved to base-2 are applied before the gate at base-1).
+#[test]
+#[ignore = "needs issue 17 (defect 1): --phase sync applies objects before the gate"]
+fn argocd_sync_phase_nothing_before_the_gate() {
+    let Some(s) = Scenario::new("argo-syncphase", 4) else {
+        return;
+    };
+    let first = argocd_sync::sync(&s, &s.argocd_generate("3.7.8", "sync"), &Operation::Full);
+    assert_eq!(first.failed, None, "{:#?}", first.log);
+    assert_eq!(
+        first.applied().first().map(String::as_str),
+        Some("Job/prefect-lockstep-gate"),
+        "the gate is the first object of a first sync: {:#?}",
+        first.applied()
+    );
+    assert_eq!(s.head().as_deref(), Some(HEAD_3_7_8));
+    s.set_record("3.6.0");
+    let before = snapshot(&s);
+    let refused = argocd_sync::sync(&s, &s.argocd_generate("3.8.3", "sync"), &Operation::Full);
+    assert!(refused.failed.is_some(), "{:#?}", refused.log);
+    assert_eq!(
+        refused.applied(),
+        ["Job/prefect-lockstep-gate"],
+        "nothing but the gate was applied"
+    );
+    assert_eq!(snapshot(&s), before);
+    assert_eq!(s.head().as_deref(), Some(HEAD_3_7_8));
 }

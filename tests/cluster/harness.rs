@@ -197,6 +197,18 @@ fn start_runner(dir: &Path) -> (PathBuf, u32) {
         ))
         .arg("--path")
         .arg(repo().join("tests/cluster/bin"))
+        .arg("--image-file")
+        .arg(format!(
+            "/usr/bin/tini={}",
+            repo().join("tests/cluster/image/tini").display()
+        ))
+        .arg("--image-file")
+        .arg(format!(
+            "/opt/prefect/entrypoint.sh={}",
+            repo()
+                .join("tests/cluster/image/prefect-entrypoint.sh")
+                .display()
+        ))
         .arg("--parent")
         .arg(std::process::id().to_string())
         .stdin(Stdio::null())
@@ -235,12 +247,15 @@ impl Env {
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
-    pub fn kubectl_apply(&self, ns: &str, yaml: &str) {
+    /// kubectl with `input` on stdin.
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> Output {
         let mut c = Command::new(tool("kubectl"));
-        c.arg("--kubeconfig")
-            .arg(&self.kubeconfig)
-            .args(["-n", ns, "apply", "-f", "-"]);
-        let o = crate::common::run_with_stdin(c, yaml.as_bytes());
+        c.arg("--kubeconfig").arg(&self.kubeconfig).args(args);
+        crate::common::run_with_stdin(c, input.as_bytes())
+    }
+
+    pub fn kubectl_apply(&self, ns: &str, yaml: &str) {
+        let o = self.kubectl_stdin(&["-n", ns, "apply", "-f", "-"], yaml);
         assert!(
             o.status.success(),
             "kubectl apply: {}",

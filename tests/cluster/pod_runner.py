@@ -22,7 +22,9 @@ stay Pending. This program plays the kubelet's part for Pods owned by a Job, and
   passed in LOCKSTEP_TERMINATION_LOG, the gate script's own override;
 * runs the containers (init containers first, then the others one after another) as host
   processes with `command` + `args` ($(VAR) expanded): no image, no user, no securityContext,
-  no resource limits. PATH is chosen by image (--image-path REGEX=DIR, e.g. the Prefect venv
+  no resource limits. An argument naming a file of the image that the tests stand in for
+  (--image-file, e.g. /usr/bin/tini and Prefect's /opt/prefect/entrypoint.sh, see
+  tests/cluster/image/) is replaced by the stand-in, logged. PATH is chosen by image (--image-path REGEX=DIR, e.g. the Prefect venv
   of the image's version) before the stand-ins (--path) and /usr/bin:/bin. A Pod deleted
   while running (a Job's deadline, helm's before-hook-creation) has its processes killed;
 * patches the Pod's status: Running, then Succeeded or Failed with each container's exit
@@ -82,6 +84,7 @@ class Runner:
         self.work = os.path.abspath(args.workdir)
         self.image_path = [(re.compile(p), d) for p, d in (x.split("=", 1) for x in args.image_path)]
         self.path = args.path
+        self.image_files = dict(x.split("=", 1) for x in args.image_file)
         self.log_file = open(args.log, "a", buffering=1)
         self.lock = threading.Lock()
         self.started = set()
@@ -277,6 +280,10 @@ class Runner:
         env["PATH"] = ":".join(p for p in path if p)
         env["HOSTNAME"] = name
         argv = [self.expand(a, env) for a in (c.get("command") or []) + (c.get("args") or [])]
+        for i, a in enumerate(argv):
+            if a in self.image_files:
+                self.log(tag, f"image file {a} -> {self.image_files[a]}")
+                argv[i] = self.image_files[a]
         if not argv:
             raise RuntimeError(f"container {c['name']}: no command (the image's entrypoint is unknown to the pod runner)")
         wd = self.rewrite_path(c.get("workingDir") or "", rewrites) or croot
@@ -299,6 +306,7 @@ class Runner:
                                         stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             except OSError as e:
                 out.write(f"pod runner: cannot start {argv[0]}: {e}\n".encode())
+                self.log(tag, f"container {c['name']} exited 127: cannot start {argv[0]}: {e}")
                 return 127, f"cannot start {argv[0]}: {e}"
             killed = False
             while proc.poll() is None:
@@ -443,6 +451,8 @@ def main():
     ap.add_argument("--log", required=True)
     ap.add_argument("--image-path", action="append", default=[], metavar="REGEX=DIR")
     ap.add_argument("--path", action="append", default=[], metavar="DIR")
+    ap.add_argument("--image-file", action="append", default=[], metavar="PATH=HOSTPATH",
+                    help="a file of the image (an entrypoint) and its stand-in on the host")
     ap.add_argument("--parent", type=int, help="exit once this process is gone")
     Runner(ap.parse_args()).loop()
 

@@ -152,6 +152,77 @@ impl Scenario {
             .collect()
     }
 
+    /// `lockstep argocd generate` for prefect-server at `version`, run as argocd-cmp-server
+    /// runs it: in the app directory of a repository (a copy of the chart beside it), with
+    /// the app's env, helm 4. `phase` is lockstep.yaml's `phase`. Returns the documents.
+    pub fn argocd_generate(&self, version: &str, phase: &str) -> Vec<serde_yaml::Value> {
+        let repo_dir = self.env.dir.join(format!("argo-{}", self.ns));
+        let app = repo_dir.join("apps/prefect");
+        if !repo_dir.join("charts/prefect-server").exists() {
+            std::fs::create_dir_all(repo_dir.join(".git")).unwrap();
+            std::fs::create_dir_all(repo_dir.join("charts")).unwrap();
+            std::fs::create_dir_all(&app).unwrap();
+            let o = std::process::Command::new("cp")
+                .arg("-R")
+                .arg(crate::common::repo().join(PREFECT_SERVER))
+                .arg(repo_dir.join("charts/prefect-server"))
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+        }
+        // A values file, not `set:` (which passes strings: "false" would be true to the chart).
+        std::fs::write(
+            app.join("values.yaml"),
+            format!(
+                "global: {{prefect: {{image: {{prefectTag: \"{version}-python3.11\"}}}}}}\n\
+                 postgresql: {{enabled: false}}\n\
+                 externalDatabase: {{existingSecret: prefect-db, connectionStringSecretKey: url}}\n\
+                 backgroundServices:\n  runAsSeparateDeployment: true\n  messaging:\n    redis: \
+                 {{host: redis.data.svc, port: {}, db: {}, existingSecret: prefect-redis}}\n",
+                self.env.redis_port, self.redis_db
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            app.join("lockstep.yaml"),
+            format!(
+                "chart: ../../charts/prefect-server\nrelease: {}\nnamespace: {}\nprofile: prefect-server\nversion: {version}\nphase: {phase}\nvalues: [values.yaml]\n",
+                self.release, self.ns
+            ),
+        )
+        .unwrap();
+        let helm = self.env.dir.join("argo-helm");
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
+            .args(["argocd", "generate"])
+            .current_dir(&app)
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .env("HOME", &helm)
+            .env("HELM_BIN", crate::common::tool("helm4"))
+            .env("HELM_CACHE_HOME", helm.join("cache"))
+            .env("HELM_CONFIG_HOME", helm.join("config"))
+            .env("HELM_DATA_HOME", helm.join("data"))
+            .env("ARGOCD_APP_NAME", &self.release)
+            .env("ARGOCD_APP_NAMESPACE", &self.ns)
+            .env("ARGOCD_APP_SOURCE_PATH", "apps/prefect")
+            .env("ARGOCD_APP_PARAMETERS", "null")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        self.note(format!(
+            "$ lockstep argocd generate ({version}, {phase}) -> {:?}\n{}",
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr)
+        ));
+        assert!(
+            out.status.success(),
+            "argocd generate: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        crate::common::docs(&text)
+    }
+
     /// `--set` flags for prefect-server at Prefect `version`: external PostgreSQL and Redis,
     /// background services in their own Deployment (the production shape).
     pub fn prefect_server_values(&self, version: &str) -> Vec<String> {
