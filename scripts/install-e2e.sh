@@ -44,8 +44,9 @@ say "postgresql $("$(pg_bin)/postgres" --version | awk '{print $3}'), redis $(re
 for v in "${PREFECT_VERSIONS[@]}"; do
   t1=$SECONDS
   venv="$TOOLS/prefect-$v"
-  if [ -x "$venv/bin/prefect" ] && [ "$("$venv/bin/python" -c 'import prefect; print(prefect.__version__)' 2>/dev/null)" = "$v" ] \
-     && "$venv/bin/python" -c 'import prefect_redis, prefect.server.api.server' >/dev/null 2>&1; then
+  # Present: installed by this script (the import check ran then); the dist-info says which.
+  if [ -x "$venv/bin/prefect" ] && compgen -G "$venv/lib/python3*/site-packages/prefect-$v.dist-info" >/dev/null \
+     && compgen -G "$venv/lib/python3*/site-packages/prefect_redis-*.dist-info" >/dev/null; then
     say "prefect $v: present"
     continue
   fi
