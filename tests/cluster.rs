@@ -503,7 +503,7 @@ fn one_time_step_runs_once(major: u8) {
         &s.prefect_cloud(
             "upgrade",
             "1.2.0",
-            &["--set", "cloudFeatures[0]=e2e-feature"],
+            &["--set", "orion.cloud2.replicaCount=2"],
         ),
         "upgrade 1.2.0 with a values change",
     );
@@ -540,16 +540,7 @@ fn long_migration_without_timeout(major: u8) {
     let out = s.prefect_cloud(
         "install",
         "1.2.0",
-        &[
-            "--set",
-            "global.backend.extraEnv[0].name=E2E_SLOW_STEP",
-            "--set",
-            "global.backend.extraEnv[0].value=orion database upgrade",
-            "--set",
-            "global.backend.extraEnv[1].name=E2E_SLOW_SECONDS",
-            "--set-string",
-            "global.backend.extraEnv[1].value=310",
-        ],
+        &["-f", "tests/cluster/data/slow-orion.yaml"],
     );
     s.ok(&out, "install 1.2.0 with a 310 s orion migration");
     assert_eq!(s.status(), "deployed");

@@ -4,7 +4,7 @@
 //! out of apply-strategy and selective syncs), and this driver runs them as
 //! `Cluster::sync` there does, but for real: per wave, BeforeHookCreation hooks are deleted,
 //! resources applied with `kubectl apply` and hooks created, then the wave's hook Jobs are
-//! waited for (Complete / Failed, as health_job.go), and a failure ends the sync, deleting
+//! waited for (Complete / Failed, as health_job.go; other hooks are done once created), and a failure ends the sync, deleting
 //! HookFailed hooks; on success HookSucceeded hooks are deleted.
 //!
 //! This is a model of Argo CD driving a real API server, not Argo CD. Left out besides what
@@ -90,7 +90,8 @@ pub fn sync(s: &Scenario, target: &[Value], op: &Operation) -> Sync {
         let mut failed = None;
         for t in group.iter().filter(|t| t.hook) {
             ran_hooks.push(t.obj.clone());
-            let ok = wait_job(s, &t.name);
+            // health_job.go for Jobs; any other hook (a ConfigMap) is done once created.
+            let ok = t.kind != "Job" || wait_job(s, &t.name);
             out.log.push(format!(
                 "hook {} {}",
                 name(&t.key()),

@@ -305,7 +305,8 @@ impl Env {
     }
 
     /// HELM_* homes for helm `major` with the lockstep plugin installed from this checkout
-    /// (its bin/lockstep a link to the binary under test), made once per run.
+    /// (its bin/lockstep a link to the binary under test), made once per run. The lock is
+    /// held until the plugin is installed: a scenario on another thread waits for it.
     pub fn helm_home(&self, major: u8) -> PathBuf {
         let mut homes = self.helm_homes.lock().unwrap();
         if let Some(h) = homes.get(&major) {
@@ -331,10 +332,8 @@ impl Env {
         // helm under the name `helm`, alone on PATH (the plugin's install hook looks for a
         // Helm 3 sharing the plugin directory).
         std::os::unix::fs::symlink(tool(&format!("helm{major}")), root.join("bin/helm")).unwrap();
-        homes.insert(major, root.clone());
-        drop(homes);
         let out = self
-            .helm(major)
+            .helm_at(&root, major)
             .args(["plugin", "install"])
             .arg(&plugin)
             .output()
@@ -345,17 +344,22 @@ impl Env {
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        homes.insert(major, root.clone());
         root
     }
 
     /// The real helm `major` against this cluster, the plugin installed, run from the repository.
     pub fn helm(&self, major: u8) -> Command {
         let root = self.helm_home(major);
+        self.helm_at(&root, major)
+    }
+
+    fn helm_at(&self, root: &Path, major: u8) -> Command {
         let mut c = Command::new(root.join("bin/helm"));
         let path: OsString = format!("{}:/usr/bin:/bin", root.join("bin").display()).into();
         c.env_clear()
             .env("PATH", path)
-            .env("HOME", &root)
+            .env("HOME", root)
             .env("TMPDIR", root.join("tmp"))
             .env("HELM_DATA_HOME", root.join("data"))
             .env("HELM_CONFIG_HOME", root.join("config"))
