@@ -53,15 +53,8 @@ start() {
   echo "$D/db.env"
 }
 
-stop() {
-  [ -f "$D/pids" ] || return 0
-  tac "$D/pids" | while read -r _ pid; do
-    kill "$pid" 2>/dev/null || continue
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$pid" 2>/dev/null || :
-  done
-  rm -f "$D/pids"
-}
+# The same PID file as e2e-cluster.sh's: stopped the same way.
+stop() { bash "$(dirname "${BASH_SOURCE[0]}")/e2e-cluster.sh" stop "$D"; }
 
 case $cmd in
   start) start ;;

@@ -60,66 +60,45 @@ impl Scenario {
         Some(s)
     }
 
-    /// The Secrets the chart's values point at (prefect-db: url; prefect-redis:
-    /// redis-password), with cluster DNS names as in a real cluster.
-    fn secrets(&self) {
-        let url = format!(
+    /// The database URL as a DBA would hand it over: a cluster DNS name, as in a real cluster.
+    fn database_url(&self) -> String {
+        format!(
             "postgresql+asyncpg://{}@pg.data.svc.cluster.local:{}/{}",
             self.role, self.env.pg_port, self.db
-        );
-        self.env.kubectl_ok(&[
-            "-n",
-            &self.ns,
-            "create",
-            "secret",
-            "generic",
-            "prefect-db",
-            &format!("--from-literal=url={url}"),
-        ]);
-        self.env.kubectl_ok(&[
-            "-n",
-            &self.ns,
-            "create",
-            "secret",
-            "generic",
+        )
+    }
+
+    /// A generic Secret `name` with `data` in the scenario's namespace.
+    fn secret(&self, name: &str, data: &[(&str, &str)]) {
+        let mut args: Vec<String> = ["-n", &self.ns, "create", "secret", "generic", name]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(data.iter().map(|(k, v)| format!("--from-literal={k}={v}")));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.env.kubectl_ok(&args);
+    }
+
+    /// The Secrets the prefect-server values point at (prefect-db: url; prefect-redis:
+    /// redis-password).
+    fn secrets(&self) {
+        self.secret("prefect-db", &[("url", &self.database_url())]);
+        self.secret(
             "prefect-redis",
-            &format!("--from-literal=redis-password={}", self.env.redis_password),
-        ]);
+            &[("redis-password", &self.env.redis_password)],
+        );
     }
 
     /// The Secrets the Customer-Managed example values name: prefect-cloud-database (nebula,
     /// orion, events: here one database for all three, so the steps' order is one table's)
     /// and prefect-okta-client.
     pub fn cloud_secrets(&self) {
-        let url = format!(
-            "postgresql+asyncpg://{}@pg.data.svc.cluster.local:{}/{}",
-            self.role, self.env.pg_port, self.db
-        );
-        let mut args: Vec<String> = [
-            "-n",
-            &self.ns,
-            "create",
-            "secret",
-            "generic",
+        let url = self.database_url();
+        self.secret(
             "prefect-cloud-database",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        for k in ["nebula", "orion", "events"] {
-            args.push(format!("--from-literal={k}={url}"));
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.env.kubectl_ok(&args);
-        self.env.kubectl_ok(&[
-            "-n",
-            &self.ns,
-            "create",
-            "secret",
-            "generic",
-            "prefect-okta-client",
-            "--from-literal=client-secret=e2e",
-        ]);
+            &[("nebula", &url), ("orion", &url), ("events", &url)],
+        );
+        self.secret("prefect-okta-client", &[("client-secret", "e2e")]);
     }
 
     /// `helm lockstep VERB` of the Customer-Managed chart `release` with its example values.
