@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs one fuzz target for a while, seeded from the shared fixtures and the test corpus.
+# Runs one fuzz target for a while, seeded from the test fixtures and corpus.
 #   bash fuzz/run.sh TARGET [SECONDS] [extra libFuzzer flags...]
 # TARGET: split | inject | values. Needs `bash scripts/install-fuzz.sh` once.
 # The machine's only toolchain is stable: RUSTC_BOOTSTRAP=1 lets it take cargo-fuzz's -Z flags.
@@ -10,7 +10,7 @@ secs=${2:-600}
 shift $(( $# >= 2 ? 2 : 1 ))
 seeds=target/seeds/$target # generated, git-ignored with target/
 rm -rf "$seeds" && mkdir -p "$seeds" "corpus/$target" "artifacts/$target"
-fixtures=../../shared/fixtures/prefect-server
+fixtures=../tests/fixtures/prefect-server
 case $target in
 split)
   cp "$fixtures"/*.yaml "$seeds"/

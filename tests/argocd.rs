@@ -1,5 +1,5 @@
 //! `lockstep argocd init|generate|parameters`, run the way argocd-cmp-server runs them
-//! (/work/shared/reference/argocd-cmp.md): in the app directory of a fresh temporary copy
+//! (Argo CD's config management plugin contract: argocd-cmp-server): in the app directory of a fresh temporary copy
 //! of the repository (with or without `.git`), with a cleared environment holding only what
 //! the sidecar and Argo CD provide, and no network (a dead proxy).
 //!
@@ -779,7 +779,7 @@ fn paths_outside_the_repository_are_refused() {
     std::fs::write(outside.join("values.yaml"), "server: {replicaCount: 7}\n").unwrap();
     std::fs::write(outside.join("profile.yaml"), "name: evil\n").unwrap();
     std::os::unix::fs::symlink("/etc/hostname", app.join("hostname.yaml")).unwrap();
-    std::os::unix::fs::symlink(&outside, app.join("shared")).unwrap();
+    std::os::unix::fs::symlink(&outside, app.join("linked")).unwrap();
     assert!(
         Path::new("/etc/hostname").exists(),
         "the symlink case needs /etc/hostname"
@@ -806,7 +806,7 @@ fn paths_outside_the_repository_are_refused() {
         (
             "values-files through a symlinked directory",
             sb.argocd("generate", SERVER)
-                .params(values("shared/values.yaml")),
+                .params(values("linked/values.yaml")),
         ),
         (
             "profile ../..",
@@ -821,7 +821,7 @@ fn paths_outside_the_repository_are_refused() {
         (
             "profile through a symlink",
             sb.argocd("generate", SERVER)
-                .params(profile("shared/profile.yaml")),
+                .params(profile("linked/profile.yaml")),
         ),
         (
             "env values files",

@@ -1,7 +1,7 @@
 //! Core: render a chart and inject migration Jobs locked to the API image.
 //!
 //! End-to-end through the built binary: the 17 real prefect-server renders of
-//! `../shared/fixtures/prefect-server`, the example charts rendered by the real
+//! `tests/fixtures/prefect-server`, the example charts rendered by the real
 //! helm 4 and helm 3, profile selection, `--api-workload`, the phases, the Job
 //! template, helm missing or failing, and the CLI's usage contract.
 //! Small charts of our own are under `tests/data/core/`.
@@ -332,7 +332,7 @@ struct FixtureRun {
 
 #[test]
 fn every_prefect_server_fixture() {
-    let dir = shared().join("fixtures/prefect-server");
+    let dir = fixtures();
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())

@@ -1057,7 +1057,7 @@ fn corpus_files_scan_like_the_parser() {
             }
         }
     }
-    for entry in std::fs::read_dir(shared().join("fixtures/prefect-server")).unwrap() {
+    for entry in std::fs::read_dir(fixtures()).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             compared += scan_agrees(&std::fs::read_to_string(&path).unwrap());

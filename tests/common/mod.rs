@@ -19,18 +19,14 @@ pub fn crate_version() -> String {
     env!("CARGO_PKG_VERSION").to_owned()
 }
 
-/// `../shared` beside the repository (fixtures, seeds, reference).
-pub fn shared() -> PathBuf {
-    let p = repo().join("../shared");
-    assert!(
-        p.is_dir(),
-        "../shared is missing beside the repository: tests read fixtures from it"
-    );
-    p
+/// The real prefect-server renders the tests read (`tests/fixtures/prefect-server/`,
+/// provenance in its README). The repository carries every file its tests read.
+pub fn fixtures() -> PathBuf {
+    repo().join("tests/fixtures/prefect-server")
 }
 
 pub fn fixture(name: &str) -> PathBuf {
-    shared().join("fixtures/prefect-server").join(name)
+    fixtures().join(name)
 }
 
 /// A tool from `.tools/bin` (helm, helm3, helm4, kubectl, kubernetes-validate).
