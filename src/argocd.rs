@@ -24,13 +24,40 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// What the plugin commands read, for `--help` (and kept in step with [`request`] by a test
+/// that looks for every variable and parameter read there).
+pub const INPUTS: &str = "\
+Run by argocd-cmp-server in the app directory. What is read (first found wins):
+
+Parameters (ARGOCD_APP_PARAMETERS, JSON set by Argo CD from the Application):
+  values-files (array)      values files, relative to the app directory
+  helm-parameters (map)     chart values, each passed as one --set KEY=VALUE
+  release, profile, phase, from (strings)
+Application plugin env (spec.source.plugin.env, seen as ARGOCD_ENV_<NAME>):
+  ARGOCD_ENV_LOCKSTEP_VALUES_FILES   comma-separated values files
+  ARGOCD_ENV_LOCKSTEP_RELEASE, ARGOCD_ENV_LOCKSTEP_NAMESPACE, ARGOCD_ENV_LOCKSTEP_PROFILE,
+  ARGOCD_ENV_LOCKSTEP_PHASE, ARGOCD_ENV_LOCKSTEP_FROM
+lockstep.yaml in the app directory (chart, version, release, namespace, profile, values,
+  set, phase, apiWorkload, gateImage) and lockstep.lock beside it (the deployed release).
+Set by Argo CD:
+  ARGOCD_APP_NAME           the release name when nothing else names it
+  ARGOCD_APP_NAMESPACE      the namespace when nothing else names it
+  ARGOCD_APP_SOURCE_PATH    the app's path in the repository: paths must stay inside it
+  KUBE_VERSION, KUBE_API_VERSIONS   helm's --kube-version and --api-versions
+Set on the sidecar:
+  HELM_BIN                  helm to run (default: helm on PATH)
+  GOGC, GOMEMLIMIT          given to helm as they are (default: GOGC=off GOMEMLIMIT=128MiB)";
+
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Build chart dependencies when the chart needs them (offline when charts/ is vendored).
+    #[command(after_help = INPUTS)]
     Init,
     /// Print the manifests (the rendered chart with lockstep's hooks).
+    #[command(after_help = INPUTS)]
     Generate,
     /// The dynamic parameters: what lockstep detected, as Argo CD parameter announcements.
+    #[command(after_help = INPUTS)]
     Parameters,
 }
 

@@ -553,6 +553,14 @@ fn rule_text(profile: &Profile) -> String {
     s
 }
 
+/// A release of `line` to name in a command: the catalog's latest of the line, else its
+/// `.0`, a version `lockstep bump --to` accepts (`3.6.x` is not one).
+fn release_to_name(profile: &Profile, line: &str) -> String {
+    info(profile, line)
+        .and_then(|l| l.latest)
+        .unwrap_or_else(|| format!("{line}.0"))
+}
+
 /// Decides whether `target` may be rendered over `from`.
 pub fn admit(
     profile: &Profile,
@@ -645,11 +653,16 @@ pub fn admit_release(
     } else {
         line_text(first.line)
     };
+    // A version `bump` accepts, where the path shows a line (`3.6.x`).
+    let next = if first.floating {
+        release_to_name(profile, &line_text(first.line))
+    } else {
+        first.next.clone()
+    };
     Err(Refusal(format!(
         "refusing to upgrade {chart} from {from} to {target}: that skips {what}.\n  rule: {}\n  path: {}\n  now:  upgrade to {stop} first: `lockstep bump --to {next}` (or pin the chart to {next}), sync, then continue",
         rule_text(profile),
         labels.join(" → "),
-        next = first.next,
     )))
 }
 

@@ -697,7 +697,7 @@ pub fn lookup(
             return Ok(None);
         }
         bail!(
-            "cannot read the deployed release: `helm history {release}` failed ({}): {}\n  fix: check the cluster connection (kubeconfig, --kube-context, -n); lockstep does not guess the deployed release",
+            "cannot read the deployed release: `helm history {release}` failed ({}): {}\n  fix: check the cluster connection (kubeconfig, --kube-context, -n); lockstep does not guess the deployed release. Without a cluster, `helm lockstep template|plan ... --from VERSION` names the deployed release and renders offline",
             out.status,
             stderr.trim()
         );

@@ -67,7 +67,10 @@ const BUILD_ID_RECORD: &str = concat!("lockstep-build-id:", env!("LOCKSTEP_BUILD
 #[derive(Subcommand)]
 enum ProfilesCmd {
     /// Print a profile as YAML: a valid starting point for a profile file.
-    Show { name: String },
+    Show {
+        /// A built-in profile (`lockstep profiles` lists them) or a profile file.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -81,7 +84,8 @@ struct Common {
     /// Release name (default: the chart's name; for `inject`, the stream's instance label).
     #[arg(long)]
     release: Option<String>,
-    #[arg(short = 'n', long)]
+    /// Namespace of the release: helm's --namespace, and where lockstep's Jobs and record go (default: lockstep.yaml's, else none, as helm).
+    #[arg(short = 'n', long, value_name = "NS")]
     namespace: Option<String>,
     /// A built-in profile name or a profile file (default: chosen from the chart).
     #[arg(long)]
@@ -89,9 +93,9 @@ struct Common {
     /// The API workload, when the profile cannot find it: KIND/NAME[:CONTAINER].
     #[arg(long, value_name = "KIND/NAME[:CONTAINER]")]
     api_workload: Option<WorkloadRef>,
-    /// presync: Argo CD PreSync, Helm pre-install,pre-upgrade. sync: Sync hooks at negative waves, for first installs.
-    #[arg(long, value_enum, default_value_t = Phase::Presync)]
-    phase: Phase,
+    /// presync: Argo CD PreSync, Helm pre-install,pre-upgrade. sync: Sync hooks at negative waves, for first installs. Default: lockstep.yaml's phase, else presync; given here, it wins.
+    #[arg(long, value_enum)]
+    phase: Option<Phase>,
     /// Replace the embedded Job template.
     #[arg(long, value_name = "FILE")]
     job_template: Option<PathBuf>,
@@ -122,14 +126,19 @@ struct Common {
 struct RenderArgs {
     /// Chart directory or packaged .tgz (default: lockstep.yaml's chart, else the current directory).
     chart: Option<PathBuf>,
+    /// A values file, as helm's -f (repeat; later files win; after lockstep.yaml's `values`).
     #[arg(short = 'f', long = "values", value_name = "FILE")]
     values: Vec<PathBuf>,
+    /// Set a value, as helm's --set (repeat); each K=V reaches helm as one --set=K=V argument.
     #[arg(long, value_name = "K=V")]
     set: Vec<String>,
+    /// Set a value as a string, as helm's --set-string (repeat).
     #[arg(long, value_name = "K=V")]
     set_string: Vec<String>,
+    /// Kubernetes version for the chart's Capabilities, as helm's --kube-version (default: helm's).
     #[arg(long, value_name = "VERSION")]
     kube_version: Option<String>,
+    /// An API version for the chart's Capabilities, as helm's --api-versions (repeat).
     #[arg(long, value_name = "GROUP/VERSION")]
     api_versions: Vec<String>,
     /// The app config (default: ./lockstep.yaml when it exists and no CHART is given).
@@ -144,13 +153,19 @@ struct RenderArgs {
 
 #[derive(Args)]
 struct PlanArgs {
+    /// The deployed release (default: LOCKSTEP_FROM, else lockstep.lock's deployed version).
     #[arg(long, value_name = "VERSION")]
-    from: String,
+    from: Option<String>,
+    /// The release to upgrade to (default: lockstep.yaml's version).
     #[arg(long, value_name = "VERSION")]
-    to: String,
+    to: Option<String>,
     /// A built-in profile name or a profile file (default: lockstep.yaml's profile).
     #[arg(long)]
     profile: Option<String>,
+    /// The app config (default: ./lockstep.yaml when it exists); its lockstep.lock is the one beside it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// text: a table to read; json: for CI.
     #[arg(long, value_enum, default_value_t = Output::Text)]
     output: Output,
 }
@@ -163,6 +178,7 @@ enum Output {
 
 #[derive(Args)]
 struct BumpArgs {
+    /// The release to pin (one legal step from the pinned one; the refusal of a skip names it).
     #[arg(long, value_name = "VERSION")]
     to: String,
     /// The app config to change (default: ./lockstep.yaml).
@@ -221,16 +237,10 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
             Ok(())
         }
         Cmd::Plan(args) => {
-            let name = match args.profile {
-                Some(p) => p,
-                None if Path::new(config::CONFIG_FILE).is_file() => AppConfig::load(Path::new(config::CONFIG_FILE))?
-                    .profile
-                    .ok_or_else(|| anyhow!("lockstep.yaml names no profile: pass --profile NAME|FILE"))?,
-                None => bail!("which application? pass --profile NAME|FILE (`lockstep profiles` lists them), or run in a directory with a lockstep.yaml"),
-            };
+            let (name, from, to) = plan_inputs(&args)?;
             let p = profile::load(&name)?;
-            let from = version(&args.from, "--from")?;
-            let to = version(&args.to, "--to")?;
+            let from = version(&from, "--from")?;
+            let to = version(&to, "--to")?;
             let plan = gate::plan(&p, &from, &to)?;
             let text = match args.output {
                 Output::Text => plan.to_text(),
@@ -250,6 +260,43 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
             writeln!(stdout.lock(), "{id}").map_err(Into::into)
         }
     }
+}
+
+/// The profile, `--from` and `--to` of `plan`: flags, then (for the deployed release)
+/// LOCKSTEP_FROM, then the app's lockstep.yaml and the lockstep.lock beside it, as `render`
+/// reads them.
+fn plan_inputs(args: &PlanArgs) -> Result<(String, String, String)> {
+    let config_path = match &args.config {
+        Some(c) => Some(c.clone()),
+        None => Some(PathBuf::from(config::CONFIG_FILE)).filter(|p| p.is_file()),
+    };
+    let cfg = config_path.as_deref().map(AppConfig::load).transpose()?;
+    let dir = config_path
+        .as_deref()
+        .and_then(Path::parent)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let lock = match &cfg {
+        Some(_) => Lock::load(&dir.join(config::LOCK_FILE))?,
+        None => None,
+    };
+    let name = match (args.profile.clone(), cfg.as_ref().and_then(|c| c.profile.clone())) {
+        (Some(p), _) | (None, Some(p)) => p,
+        (None, None) if cfg.is_some() => bail!("lockstep.yaml names no profile: pass --profile NAME|FILE"),
+        (None, None) => bail!("which application? pass --profile NAME|FILE (`lockstep profiles` lists them), or run in a directory with a lockstep.yaml"),
+    };
+    let from = args
+        .from
+        .clone()
+        .or_else(|| std::env::var("LOCKSTEP_FROM").ok().filter(|s| !s.is_empty()))
+        .or_else(|| lock.map(|l| l.deployed.version))
+        .ok_or_else(|| anyhow!("which release is deployed? pass --from VERSION (or set LOCKSTEP_FROM, or run in an app directory with a lockstep.lock)"))?;
+    let to = args
+        .to
+        .clone()
+        .or_else(|| cfg.as_ref().and_then(|c| c.version.clone()))
+        .ok_or_else(|| anyhow!("which release to plan for? pass --to VERSION (or run in an app directory whose lockstep.yaml pins a `version`)"))?;
+    Ok((name, from, to))
 }
 
 fn version(s: &str, flag: &str) -> Result<semver::Version> {
@@ -335,11 +382,11 @@ fn common_request(input: Input, c: Common, cfg: Option<&AppConfig>, dir: &Path) 
             })
             .transpose()?,
     };
-    req.phase = if c.phase != Phase::Presync {
-        c.phase
-    } else {
-        cfg.and_then(|f| f.phase).unwrap_or(c.phase)
-    };
+    // A flag given wins over lockstep.yaml; only an absent one falls back to it.
+    req.phase = c
+        .phase
+        .or_else(|| cfg.and_then(|f| f.phase))
+        .unwrap_or(Phase::Presync);
     req.job_template = c.job_template;
     req.gate_image = c
         .gate_image

@@ -1350,6 +1350,11 @@ fn helm4_usage_and_error_paths() {
         err.contains("cluster unreachable") && !err.contains("first install"),
         "{err}"
     );
+    // ... that says how to render without a cluster.
+    assert!(
+        err.contains("--from VERSION") && err.contains("offline"),
+        "{err}"
+    );
     // template with --from does not ask the cluster.
     helm.clear_calls();
     let text = ok(

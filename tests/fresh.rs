@@ -1,0 +1,283 @@
+//! What a new user meets first: the commands a refusal prints work, `plan` reads the app
+//! directory, flags win over lockstep.yaml, every flag says what it does, and the README
+//! says what render does. Then packaged charts read in-process, and charts from a chart
+//! repository served on 127.0.0.1.
+//!
+//! End-to-end through the built binary with the real helm 4 (and helm 3 where helm's own
+//! behaviour matters).
+
+mod common;
+
+use common::*;
+use std::path::{Path, PathBuf};
+use std::process::{Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+/// A fresh, empty scratch directory inside the repository (paths from lockstep.yaml must
+/// stay inside it).
+fn fresh(tag: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let p = scratch(&format!("fresh-{tag}-{}", N.fetch_add(1, Ordering::SeqCst)));
+    std::fs::remove_dir_all(&p).unwrap();
+    std::fs::create_dir_all(&p).unwrap();
+    p
+}
+
+fn run(dir: &Path, args: &[&str]) -> Output {
+    lockstep()
+        .current_dir(dir)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run lockstep")
+}
+
+/// `../` as often as `dir` is deep below the repository root.
+fn up_to_repo(dir: &Path) -> String {
+    let depth = dir
+        .canonicalize()
+        .unwrap()
+        .strip_prefix(repo().canonicalize().unwrap())
+        .expect("scratch is inside the repository")
+        .components()
+        .count();
+    "../".repeat(depth)
+}
+
+fn job_annotation(stream: &str, job: &str, key: &str) -> Option<String> {
+    let d = docs(stream);
+    find(&d, "Job", job)?["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_owned)
+}
+
+// ---------------------------------------------------------------------------
+// Newcomer friction
+
+/// The refusal of a skipped line names a `lockstep bump --to V` that bump accepts, also
+/// for a line the catalog has no latest release for (it printed `3.6.x`, which bump
+/// rejected as "not a version").
+#[test]
+fn the_bump_a_refusal_names_is_accepted_by_bump() {
+    let dir = fresh("bump-line");
+    let cfg = dir.join("lockstep.yaml");
+    std::fs::write(&cfg, "profile: prefect-server\nversion: 3.5.2\n").unwrap();
+    let e = fails(
+        &run(
+            &dir,
+            &["bump", "--to", "3.8.3", "--config", "lockstep.yaml"],
+        ),
+        3,
+    );
+    let suggested = e
+        .split("`lockstep bump --to ")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+        .unwrap_or_else(|| panic!("the refusal names a bump: {e}"))
+        .to_owned();
+    assert_eq!(suggested, "3.6.0", "{e}");
+    ok(&run(
+        &dir,
+        &["bump", "--to", &suggested, "--config", "lockstep.yaml"],
+    ));
+    let after = std::fs::read_to_string(&cfg).unwrap();
+    assert!(after.contains("version: \"3.6.0\""), "{after}");
+    let lock = std::fs::read_to_string(dir.join("lockstep.lock")).unwrap();
+    assert!(lock.contains("version: 3.5.2"), "{lock}");
+}
+
+/// `lockstep plan` in an app directory takes the profile and `--to` from lockstep.yaml and
+/// `--from` from lockstep.lock, as `render` does; flags still win.
+#[test]
+fn plan_reads_the_app_directory() {
+    let dir = fresh("plan-app");
+    std::fs::write(
+        dir.join("lockstep.yaml"),
+        "profile: prefect-customer-managed\nversion: 1.2.0\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("lockstep.lock"), "deployed:\n  version: 0.8.2\n").unwrap();
+    let out = ok(&run(&dir, &["plan"]));
+    assert!(
+        out.starts_with("Upgrade plan for prefect-customer-managed from 0.8.2 to 1.2.0"),
+        "{out}"
+    );
+    let out = ok(&run(&dir, &["plan", "--from", "0.7.0", "--to", "0.8.2"]));
+    assert!(out.contains("from 0.7.0 to 0.8.2"), "{out}");
+    // Elsewhere, without flags, it says what it needs.
+    let empty = fresh("plan-empty");
+    let e = fails(&run(&empty, &["plan", "--profile", "prefect-server"]), 1);
+    assert!(e.contains("--from VERSION"), "{e}");
+}
+
+/// `--phase presync` given on the command line wins over `phase: sync` in lockstep.yaml
+/// (the flag's default could not be told from an explicit value).
+#[test]
+fn an_explicit_phase_flag_wins_over_lockstep_yaml() {
+    let dir = fresh("phase");
+    let chart = format!("{}examples/charts/prefect-server", up_to_repo(&dir));
+    std::fs::write(
+        dir.join("lockstep.yaml"),
+        format!("chart: {chart}\nprofile: prefect-server\nphase: sync\n"),
+    )
+    .unwrap();
+    let hook = "argocd.argoproj.io/hook";
+    let job = "prefect-server-migrate-database";
+    let from_config = ok(&run(&dir, &["render", "--from", "3.7.8"]));
+    assert_eq!(
+        job_annotation(&from_config, job, hook).as_deref(),
+        Some("Sync")
+    );
+    for phase in ["presync", "sync"] {
+        let out = ok(&run(&dir, &["render", "--from", "3.7.8", "--phase", phase]));
+        let want = if phase == "presync" {
+            "PreSync"
+        } else {
+            "Sync"
+        };
+        assert_eq!(
+            job_annotation(&out, job, hook).as_deref(),
+            Some(want),
+            "--phase {phase}"
+        );
+    }
+}
+
+/// The clap help of a command: every option and argument line has a description.
+fn undescribed(help: &str) -> Vec<String> {
+    let lines: Vec<&str> = help.lines().collect();
+    let mut missing = Vec::new();
+    let mut section = "";
+    for (i, line) in lines.iter().enumerate() {
+        if !line.starts_with(' ') && line.ends_with(':') {
+            section = line;
+            continue;
+        }
+        if !matches!(section, "Options:" | "Arguments:") {
+            continue;
+        }
+        let t = line.trim_start();
+        let is_item = (t.starts_with('-') || t.starts_with('<') || t.starts_with('['))
+            && line.len() - t.len() <= 6;
+        if !is_item {
+            continue;
+        }
+        // Short help: "  --flag <V>  text"; long help: the text on the next line.
+        let inline = t
+            .split_once("  ")
+            .is_some_and(|(_, d)| !d.trim().is_empty());
+        let next = lines
+            .get(i + 1)
+            .is_some_and(|n| n.len() - n.trim_start().len() > 6 && !n.trim().is_empty());
+        if !inline && !next {
+            missing.push(t.to_owned());
+        }
+    }
+    missing
+}
+
+/// Every flag and argument of every command says what it does, in `-h` and `--help`.
+#[test]
+fn every_flag_is_described_in_help() {
+    let dir = fresh("help");
+    let commands: &[&[&str]] = &[
+        &["render"],
+        &["inject"],
+        &["plan"],
+        &["bump"],
+        &["profiles"],
+        &["profiles", "show"],
+        &["values", "migrate"],
+        &["argocd", "init"],
+        &["argocd", "generate"],
+        &["argocd", "parameters"],
+    ];
+    let mut missing = Vec::new();
+    for cmd in commands {
+        for flag in ["-h", "--help"] {
+            let help = ok(&run(&dir, &[cmd, &[flag][..]].concat()));
+            for m in undescribed(&help) {
+                missing.push(format!("lockstep {} {flag}: {m}", cmd.join(" ")));
+            }
+        }
+    }
+    assert!(missing.is_empty(), "undescribed:\n{}", missing.join("\n"));
+}
+
+/// `argocd generate --help` names every environment variable and parameter the plugin
+/// reads: they are collected from the source, so a new one cannot be left out.
+#[test]
+fn argocd_help_lists_what_the_plugin_reads() {
+    let src = std::fs::read_to_string(repo().join("src/argocd.rs")).unwrap();
+    let mut read = Vec::new();
+    for (open, prefix) in [
+        ("get(env, \"", ""),
+        ("user_env(env, \"", "ARGOCD_ENV_LOCKSTEP_"),
+        ("s(\"", ""),
+        ("p.arrays.get(\"", ""),
+        ("p.maps.get(\"", ""),
+    ] {
+        for (i, _) in src.match_indices(open) {
+            // A call, not the end of another name (`trim_start_matches("./")`).
+            if !src[..i].ends_with([' ', '(', '!']) {
+                continue;
+            }
+            let name = src[i + open.len()..].split('"').next().unwrap();
+            read.push(format!("{prefix}{name}"));
+        }
+    }
+    assert!(read.len() >= 15, "found only {read:?}");
+    let help = ok(&run(
+        &fresh("argocd-help"),
+        &["argocd", "generate", "--help"],
+    ));
+    let absent: Vec<&String> = read.iter().filter(|n| !help.contains(n.as_str())).collect();
+    assert!(
+        absent.is_empty(),
+        "not in `argocd generate --help`: {absent:?}\n{help}"
+    );
+}
+
+/// `helm template` runs with `--include-crds`, and the README says so; lockstep's
+/// documents follow every document of the chart, as the README says.
+#[test]
+fn the_readme_says_where_documents_go_and_that_crds_are_included() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(
+        readme.contains("--include-crds"),
+        "README names --include-crds"
+    );
+    assert!(
+        readme.contains("writes its own documents after all of the\nchart's"),
+        "README says where lockstep's documents go"
+    );
+    let chart = repo().join("tests/data/helm_plugin/crd-app");
+    let out = run(
+        &repo(),
+        &[
+            "render",
+            chart.to_str().unwrap(),
+            "--release",
+            "crd-app",
+            "--from",
+            "1.0.0",
+        ],
+    );
+    let text = ok(&out);
+    let d = docs(&text);
+    assert!(
+        d.iter()
+            .any(|x| x["kind"].as_str() == Some("CustomResourceDefinition")),
+        "the chart's crds/ are in the stream:\n{text}"
+    );
+    let first_own = text
+        .find("# Source: lockstep/")
+        .expect("lockstep's documents");
+    let last_chart = text
+        .match_indices("# Source: ")
+        .map(|(i, _)| i)
+        .filter(|&i| !text[i..].starts_with("# Source: lockstep/"))
+        .max()
+        .unwrap();
+    assert!(last_chart < first_own, "lockstep's documents come last");
+}
