@@ -616,8 +616,8 @@ pub struct Deployed {
 }
 
 /// The chart's metadata and the profile the pipeline will use for it.
-fn chart_and_profile(helm: &Path, inv: &Invocation) -> Result<(source::ChartMeta, Profile)> {
-    let meta = source::chart_meta(helm, &inv.chart)?;
+fn chart_and_profile(inv: &Invocation) -> Result<(source::ChartMeta, Profile)> {
+    let meta = source::read_chart(&inv.chart)?.meta;
     let profile = match &inv.profile {
         Some(spec) => profile::load(spec)?,
         None => {
@@ -839,7 +839,7 @@ fn request(
     notes: &mut Vec<String>,
 ) -> Result<Request> {
     require_local_chart(&inv.chart);
-    let (meta, profile) = chart_and_profile(helm, inv)?;
+    let (meta, profile) = chart_and_profile(inv)?;
     check_chart(inv, &meta)?;
     let cmd = inv.command.expect("parsed");
     let deployed = if inv.from.is_some() && !cmd.deploys() {

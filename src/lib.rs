@@ -241,7 +241,10 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
                 // Before helm reads a byte of it: helm follows symlinks.
                 guard::chart_tree(&root, &c.path)?;
             }
-            let meta = source::chart_meta(&helm, &c.path)?;
+            let source::LocalChart {
+                meta,
+                defaults: chart_defaults,
+            } = source::read_chart(&c.path)?;
             let release = release_name(req, Some(&meta))?;
             let args = render::TemplateArgs {
                 release,
@@ -257,12 +260,8 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
             // here; an error in them stops helm (dropping `rendering` kills it).
             let rendering = render::template(&helm, &args)?;
             let profile = choose_profile(req, Some((&meta, &root, &c.path)), notes)?;
-            let values = source::merged_values(
-                c.path.is_dir().then_some(c.path.as_path()),
-                &c.values,
-                &c.set,
-                &c.set_string,
-            )?;
+            let values =
+                source::merged_values(Some(&chart_defaults), &c.values, &c.set, &c.set_string)?;
             let user = source::merged_values(None, &c.values, &c.set, &c.set_string)?;
             // The gate before helm's output is used, when the release is known without
             // rendering: a chart that `fail`s on a key an older release read must not

@@ -1,16 +1,16 @@
 //! Source: what the chart is and which values the user gives it.
 //!
-//! Reads chart metadata (Chart.yaml of a directory, `helm show chart` of a
-//! packaged .tgz, or the `helm.sh/chart` labels of an already rendered stream)
-//! and merges the user's values (chart defaults, `-f` files, `--set`) for the
-//! gate's values checks, and holds a stream given on stdin ([`Text`]). It must not
+//! Reads a chart's Chart.yaml and default values.yaml (of a directory, or of a
+//! packaged .tgz in-process, [`archive`]), or the `helm.sh/chart` labels of an already
+//! rendered stream, merges the user's values (chart defaults, `-f` files, `--set`) for
+//! the gate's values checks, and holds a stream given on stdin ([`Text`]). It must not
 //! render: `render` runs helm.
 
+pub mod archive;
 mod text;
 pub use text::{ReadError, Text};
 
 use crate::locate::ApiWorkload;
-use crate::render;
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
 use serde_yaml::{Mapping, Value};
@@ -29,19 +29,40 @@ pub struct ChartMeta {
     pub annotations: BTreeMap<String, String>,
 }
 
-/// Chart.yaml of a chart directory, or of a packaged chart through helm.
-pub fn chart_meta(helm: &Path, chart: &Path) -> Result<ChartMeta> {
-    let text = if chart.is_dir() {
+/// What lockstep reads of a chart before helm renders it.
+#[derive(Debug, Clone)]
+pub struct LocalChart {
+    pub meta: ChartMeta,
+    /// The chart's default values (its values.yaml), as helm starts from them.
+    pub defaults: serde_yaml::Value,
+}
+
+/// Chart.yaml and values.yaml of a chart directory or a packaged chart, read the same
+/// way for both.
+pub fn read_chart(chart: &Path) -> Result<LocalChart> {
+    let (text, values) = if chart.is_dir() {
         let file = chart.join("Chart.yaml");
-        std::fs::read_to_string(&file).with_context(|| {
+        let text = std::fs::read_to_string(&file).with_context(|| {
             format!("{} is not a chart directory: it has no readable Chart.yaml. Pass a chart directory or a packaged .tgz", chart.display())
-        })?
+        })?;
+        let values = chart.join("values.yaml");
+        let values = if values.is_file() {
+            Some(std::fs::read_to_string(&values).with_context(|| {
+                format!("cannot read the chart's values file {}", values.display())
+            })?)
+        } else {
+            None
+        };
+        (text, values)
     } else if chart.is_file() {
-        render::run(
-            helm,
-            &["show".into(), "chart".into(), chart.as_os_str().to_owned()],
-            "helm show chart",
-        )?
+        let p = archive::read(chart)?;
+        let text = p.chart_yaml.with_context(|| {
+            format!(
+                "{} has no Chart.yaml in its chart directory: it is not a packaged chart",
+                chart.display()
+            )
+        })?;
+        (text, p.values_yaml)
     } else {
         bail!("chart {} does not exist: pass a chart directory or a packaged .tgz (default: the current directory)", chart.display());
     };
@@ -50,7 +71,11 @@ pub fn chart_meta(helm: &Path, chart: &Path) -> Result<ChartMeta> {
     if meta.name.is_empty() {
         bail!("Chart.yaml of {} has no name", chart.display());
     }
-    Ok(meta)
+    let defaults = match values {
+        Some(v) => parse_values(&v, &format!("values.yaml of {}", chart.display()))?,
+        None => Value::Mapping(Mapping::new()),
+    };
+    Ok(LocalChart { meta, defaults })
 }
 
 /// Chart metadata as the rendered labels tell it (`helm.sh/chart: NAME-VERSION`).
@@ -77,17 +102,18 @@ pub fn meta_from_workload(api: &ApiWorkload) -> Option<ChartMeta> {
     meta_from_labels(&api.labels)
 }
 
-/// The user's values as helm would merge them: chart defaults (for a chart
-/// directory), each `-f` file in order, then `--set` and `--set-string`.
+/// The user's values as helm would merge them: the chart's defaults (of a chart
+/// directory or a packaged chart alike, [`read_chart`]), each `-f` file in order, then
+/// `--set` and `--set-string`.
 pub fn merged_values(
-    chart: Option<&Path>,
+    defaults: Option<&Value>,
     files: &[std::path::PathBuf],
     set: &[String],
     set_string: &[String],
 ) -> Result<Value> {
     let mut merged = Value::Mapping(Mapping::new());
-    if let Some(defaults) = chart.map(|c| c.join("values.yaml")).filter(|p| p.is_file()) {
-        merge(&mut merged, read_values(&defaults)?);
+    if let Some(defaults) = defaults {
+        merge(&mut merged, defaults.clone());
     }
     for f in files {
         merge(&mut merged, read_values(f)?);
@@ -110,9 +136,13 @@ pub fn merged_values(
 fn read_values(path: &Path) -> Result<Value> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read values file {}", path.display()))?;
+    parse_values(&text, &format!("values file {}", path.display()))
+}
+
+fn parse_values(text: &str, what: &str) -> Result<Value> {
     // Errors name the place, never the text: values hold secrets.
-    let v: Value = crate::guard::yaml(&text, "values")
-        .with_context(|| format!("values file {} is not valid YAML", path.display()))?;
+    let v: Value =
+        crate::guard::yaml(text, "values").with_context(|| format!("{what} is not valid YAML"))?;
     Ok(if v.is_null() {
         Value::Mapping(Mapping::new())
     } else {

@@ -281,3 +281,154 @@ fn the_readme_says_where_documents_go_and_that_crds_are_included() {
         .unwrap();
     assert!(last_chart < first_own, "lockstep's documents come last");
 }
+
+// ---------------------------------------------------------------------------
+// Packaged charts, read in-process
+
+/// `helm package CHART -d DIR` with the real helm `major`; the .tgz's path.
+fn package(major: u32, chart: &str, dir: &Path) -> PathBuf {
+    let out = std::process::Command::new(tool(&format!("helm{major}")))
+        .args(["package", repo().join(chart).to_str().unwrap(), "-d"])
+        .arg(dir)
+        .env("HELM_CACHE_HOME", scratch("helm-cache"))
+        .env("HELM_CONFIG_HOME", scratch("helm-config"))
+        .env("HELM_DATA_HOME", scratch("helm-data"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helm package: {}", stderr(&out));
+    let text = stdout(&out);
+    let path = text
+        .trim()
+        .rsplit(": ")
+        .next()
+        .expect("helm package names the file");
+    PathBuf::from(path)
+}
+
+/// A helm that records each call's arguments, then runs the real helm 4.
+fn recording_helm(dir: &Path) -> (PathBuf, PathBuf) {
+    let log = dir.join("helm-calls.log");
+    let wrapper = dir.join("helm");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            tool("helm4").display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (wrapper, log)
+}
+
+/// A packaged chart renders exactly as its directory, with one helm process: Chart.yaml
+/// is read from the archive, not by `helm show chart`.
+#[test]
+fn a_packaged_chart_renders_as_its_directory_with_one_helm_call() {
+    let dir = fresh("package");
+    let (helm, log) = recording_helm(&dir);
+    for major in [4, 3] {
+        let tgz = package(major, "examples/charts/prefect-server", &dir);
+        assert!(
+            tgz.ends_with("prefect-server-2026.8.18172642.tgz"),
+            "{tgz:?}"
+        );
+        let render = |chart: &Path| {
+            let _ = std::fs::remove_file(&log);
+            let out = lockstep()
+                .env("HELM_BIN", &helm)
+                .args(["render", chart.to_str().unwrap(), "-n", "prefect"])
+                .args(["--from", "3.7.8", "--set", "redis.enabled=true"])
+                .args(["--set", "backgroundServices.runAsSeparateDeployment=true"])
+                .output()
+                .unwrap();
+            let calls = std::fs::read_to_string(&log).unwrap_or_default();
+            (ok(&out), calls)
+        };
+        let (from_dir, _) = render(&repo().join("examples/charts/prefect-server"));
+        let (from_tgz, calls) = render(&tgz);
+        assert!(from_dir.contains("prefect-server-migrate-database"));
+        assert_eq!(
+            from_dir, from_tgz,
+            "helm{major} package: the .tgz renders as the directory"
+        );
+        let calls: Vec<&str> = calls.lines().collect();
+        assert_eq!(calls.len(), 1, "one helm call: {calls:?}");
+        assert!(calls[0].starts_with("template "), "{calls:?}");
+    }
+}
+
+/// The values checks see a packaged chart's defaults as they see a directory's: a
+/// `required` rule whose condition only the chart's defaults make true fires for both.
+#[test]
+fn a_packaged_charts_default_values_are_merged() {
+    let dir = fresh("package-values");
+    let tgz = package(4, "examples/charts/prefect-cloud-1.2.0", &dir);
+    // The user's values for 1.2.0 without their `ingress` section: the chart's default
+    // `ingress.enabled: true` is what makes `ingress.name` required.
+    let full =
+        std::fs::read_to_string(repo().join("examples/values/prefect-cloud/values-1.2.0.yaml"))
+            .unwrap();
+    let start = full.find("\ningress:\n").unwrap();
+    let end = start + 1 + full[start + 1..].find("\n\n").unwrap();
+    let values = dir.join("values.yaml");
+    std::fs::write(&values, format!("{}{}", &full[..start], &full[end..])).unwrap();
+    assert!(!std::fs::read_to_string(&values)
+        .unwrap()
+        .contains("\ningress:"));
+    for chart in [repo().join("examples/charts/prefect-cloud-1.2.0"), tgz] {
+        let out = lockstep()
+            .args([
+                "render",
+                chart.to_str().unwrap(),
+                "-f",
+                values.to_str().unwrap(),
+            ])
+            .args(["--release", "customer-managed", "--from", "0.8.2"])
+            .output()
+            .unwrap();
+        let e = fails(&out, 3);
+        assert!(
+            e.contains("`ingress.name` is not set while `ingress.enabled` is true"),
+            "{}: {e}",
+            chart.display()
+        );
+    }
+}
+
+/// An archive helm would refuse is refused before helm runs, naming the cause.
+#[test]
+fn a_hostile_archive_is_refused() {
+    let dir = fresh("hostile");
+    // A gzip of a tar whose entry climbs out of the chart directory, made with python3's
+    // tarfile (the test needs Python 3, as scripts/install-tools.sh does).
+    let tgz = dir.join("evil-0.1.0.tgz");
+    let script = format!(
+        "import io, tarfile\nwith tarfile.open({:?}, 'w:gz') as t:\n    for name, data in [('evil/Chart.yaml', b'name: evil\\nversion: 0.1.0\\n'), ('evil/../../escape.yaml', b'x: 1\\n')]:\n        i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))\n",
+        tgz.to_str().unwrap()
+    );
+    let py = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "{}", stderr(&py));
+    let out = lockstep()
+        .args(["render", tgz.to_str().unwrap(), "--profile", "generic"])
+        .output()
+        .unwrap();
+    let e = fails(&out, 1);
+    assert!(e.contains("a path into a parent directory"), "{e}");
+    // Not gzip at all.
+    let not = dir.join("values.tgz");
+    std::fs::write(&not, "a: 1\n").unwrap();
+    let e = fails(
+        &lockstep()
+            .args(["render", not.to_str().unwrap()])
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(e.contains("is not a packaged chart"), "{e}");
+}
