@@ -37,8 +37,10 @@ Application plugin env (spec.source.plugin.env, seen as ARGOCD_ENV_<NAME>):
   ARGOCD_ENV_LOCKSTEP_VALUES_FILES   comma-separated values files
   ARGOCD_ENV_LOCKSTEP_RELEASE, ARGOCD_ENV_LOCKSTEP_NAMESPACE, ARGOCD_ENV_LOCKSTEP_PROFILE,
   ARGOCD_ENV_LOCKSTEP_PHASE, ARGOCD_ENV_LOCKSTEP_FROM
-lockstep.yaml in the app directory (chart, version, release, namespace, profile, values,
-  set, phase, apiWorkload, gateImage) and lockstep.lock beside it (the deployed release).
+lockstep.yaml in the app directory (chart, repo, chartVersion, version, release, namespace,
+  profile, values, set, phase, apiWorkload, gateImage) and lockstep.lock beside it (the
+  deployed release). `repo: URL` with `chart: NAME`, or `chart: oci://...`, is fetched
+  with `helm pull` at chartVersion (else version).
 Set by Argo CD:
   ARGOCD_APP_NAME           the release name when nothing else names it
   ARGOCD_APP_NAMESPACE      the namespace when nothing else names it
@@ -46,6 +48,7 @@ Set by Argo CD:
   KUBE_VERSION, KUBE_API_VERSIONS   helm's --kube-version and --api-versions
 Set on the sidecar:
   HELM_BIN                  helm to run (default: helm on PATH)
+  LOCKSTEP_REPO_USERNAME, LOCKSTEP_REPO_PASSWORD   credentials for a fetched chart
   GOGC, GOMEMLIMIT          given to helm as they are (default: GOGC=off GOMEMLIMIT=128MiB)";
 
 #[derive(clap::Subcommand)]
@@ -147,8 +150,9 @@ pub fn release_from_app_name(app: &str) -> String {
     app.rsplit_once('_').map_or(app, |(_, n)| n).to_owned()
 }
 
-/// Builds the request from parameters, env, lockstep.yaml and defaults.
-pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
+/// Builds the request from parameters, env, lockstep.yaml and defaults; with the pulled
+/// chart, when lockstep.yaml names one helm fetches (keep it while the request is used).
+pub fn request(cwd: &Path, env: &Env) -> Result<(Request, Option<crate::fetch::Pulled>)> {
     let root = repo_root(cwd, env);
     let cfg_path = cwd.join(config::CONFIG_FILE);
     // A symlink counts as there (and must then stay inside the repository).
@@ -165,9 +169,15 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
             .filter(|s| !s.is_empty())
     };
 
-    let chart = match &cfg.chart {
-        Some(c) => config::inside(&root, cwd, &cfg.expand(c)?, "chart")?,
-        None => cwd.to_path_buf(),
+    // A repository or OCI chart (`repo:`, `chart: oci://...`) is pulled once; the sidecar
+    // has network. `pulled` keeps it on disk while the request lives.
+    let (chart, pulled) = match cfg.chart_source(&root, cwd)? {
+        Some(config::ChartSource::Path(p)) => (p, None),
+        Some(config::ChartSource::Fetch { chart, pull }) => {
+            let (path, pulled) = crate::fetch::resolve(&chart, &pull)?;
+            (path, pulled)
+        }
+        None => (cwd.to_path_buf(), None),
     };
     let values: Vec<String> = match (p.arrays.get("values-files"), user_env(env, "VALUES_FILES")) {
         (Some(a), _) => a.clone(),
@@ -271,7 +281,7 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, AppConfig)> {
         .map(str::to_owned)
         .or_else(|| lock.as_ref().map(|l| l.deployed.version.clone()));
     req.from_image = lock.and_then(|l| l.deployed.image);
-    Ok((req, cfg))
+    Ok((req, pulled))
 }
 
 /// A profile is a built-in name, or a file that must stay inside the repository.
@@ -285,7 +295,7 @@ fn resolve_profile(root: &Path, cwd: &Path, p: &str) -> Result<String> {
 }
 
 fn generate(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
-    let (req, _) = request(cwd, env)?;
+    let (req, _pulled) = request(cwd, env)?;
     let mut buf = Vec::new();
     crate::run(&req, &mut buf, notes)?;
     if buf.iter().all(u8::is_ascii_whitespace) {
@@ -301,7 +311,7 @@ fn generate(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String>)
 }
 
 fn init(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<()> {
-    let (req, _) = request(cwd, env)?;
+    let (req, _pulled) = request(cwd, env)?;
     let Input::Chart(chart) = &req.input else {
         return Ok(());
     };
@@ -414,7 +424,7 @@ fn parameters(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String
 }
 
 fn detect(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<Vec<Announcement>> {
-    let (req, _) = request(cwd, env)?;
+    let (req, _pulled) = request(cwd, env)?;
     let rendered = crate::obtain(&req, notes)?;
     let a = crate::analyze(&req, &rendered.text, &rendered.origin, notes)?;
     let mut list = vec![

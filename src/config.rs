@@ -20,9 +20,16 @@ pub const LOCK_FILE: &str = "lockstep.lock";
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AppConfig {
-    /// Chart directory or packaged .tgz; `{version}` is replaced by `version`.
+    /// Chart directory or packaged .tgz; with `repo`, the chart's name in that repository;
+    /// or `oci://HOST/PATH/CHART`. `{version}` is replaced by `version`.
     #[serde(default)]
     pub chart: Option<String>,
+    /// A chart repository URL (as helm's --repo): `chart` is a chart in it.
+    #[serde(default)]
+    pub repo: Option<String>,
+    /// The version of a repository or OCI chart to fetch (default: `version`).
+    #[serde(default)]
+    pub chart_version: Option<String>,
     /// The release this app is pinned to (moved by `lockstep bump`).
     #[serde(default)]
     pub version: Option<String>,
@@ -80,7 +87,7 @@ impl AppConfig {
     pub fn load_in(root: &Path, path: &Path) -> Result<AppConfig> {
         let text = read_inside(root, path, "the app config")?;
         let cfg: AppConfig = crate::guard::yaml(&text, &path.display().to_string())
-            .context("not a valid lockstep config (fields: chart, version, release, namespace, profile, values, set, phase, apiWorkload, gateImage)")?;
+            .context("not a valid lockstep config (fields: chart, repo, chartVersion, version, release, namespace, profile, values, set, phase, apiWorkload, gateImage)")?;
         cfg.check().with_context(|| format!("{}", path.display()))?;
         Ok(cfg)
     }
@@ -99,6 +106,34 @@ impl AppConfig {
         Ok(())
     }
 
+    /// Where the chart is: a path inside the repository (`root`), resolved against `dir`,
+    /// or a chart helm fetches (`repo:`, or `chart: oci://...`) with the pull options it
+    /// needs. None when no `chart` is named.
+    pub fn chart_source(&self, root: &Path, dir: &Path) -> Result<Option<ChartSource>> {
+        let Some(c) = self.chart.as_deref() else {
+            if self.repo.is_some() {
+                bail!("lockstep.yaml names a `repo` but no `chart`: add `chart: NAME`, the chart's name in that repository");
+            }
+            return Ok(None);
+        };
+        let chart = self.expand(c)?;
+        if self.repo.is_some() || chart.starts_with("oci://") {
+            let version = match self.chart_version.as_deref().or(self.version.as_deref()) {
+                Some(v) => Some(self.expand(v)?),
+                None => None,
+            };
+            return Ok(Some(ChartSource::Fetch {
+                chart,
+                pull: crate::fetch::PullOptions {
+                    repo: self.repo.clone(),
+                    version,
+                    ..Default::default()
+                },
+            }));
+        }
+        Ok(Some(ChartSource::Path(inside(root, dir, &chart, "chart")?)))
+    }
+
     /// Replaces `{version}` with the pinned version.
     pub fn expand(&self, s: &str) -> Result<String> {
         if !s.contains("{version}") {
@@ -109,6 +144,18 @@ impl AppConfig {
             None => bail!("lockstep.yaml uses {{version}} in {s:?} but sets no `version`"),
         }
     }
+}
+
+/// Where lockstep.yaml's chart is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChartSource {
+    /// A chart directory or .tgz inside the repository.
+    Path(PathBuf),
+    /// A chart helm fetches ([`crate::fetch`]).
+    Fetch {
+        chart: String,
+        pull: crate::fetch::PullOptions,
+    },
 }
 
 /// `lockstep.lock`: the release that runs now.

@@ -21,6 +21,7 @@
 //! It owns no stage: rendering, locating, gating and injecting are the pipeline's.
 
 use crate::config;
+use crate::fetch::TempDir;
 use crate::inject::Phase;
 use crate::locate::{self, WorkloadRef};
 use crate::profile::{self, Profile, VersionSource};
@@ -39,7 +40,9 @@ Usage:
   helm lockstep install  RELEASE CHART [flags]   helm install, lockstep's Jobs as real hooks
   helm lockstep upgrade  RELEASE CHART [flags]   helm upgrade, lockstep's Jobs as real hooks
 
-CHART is a local chart directory or packaged .tgz (repository charts: `helm pull` first).
+CHART is what helm takes: a chart directory, a packaged .tgz, REPO/CHART (added with
+`helm repo add`), a chart name with --repo URL, or oci://HOST/PATH/CHART; a chart not on
+disk is fetched once with `helm pull` into a private temporary directory.
 The deployed release is read from the cluster (helm history, then helm get metadata of the
 newest deployed revision) in the namespace and kube context given to helm (-n,
 --kube-context); no release is a first install. An upgrade that skips a release is refused
@@ -49,7 +52,11 @@ Chart flags (as for helm template):
   -f, --values FILE             values file (repeatable, or comma-separated)
       --set KEY=VALUE           (repeatable)
       --set-string KEY=VALUE    (repeatable)
-      --version VERSION         must match the local chart's version
+      --version VERSION         the version to fetch; for a local chart, the version it must be
+      --repo URL                chart repository URL: CHART is a chart name in it
+      --username USER           repository or registry user (else LOCKSTEP_REPO_USERNAME)
+      --password-file FILE      the password (else LOCKSTEP_REPO_PASSWORD; no --password)
+      --ca-file FILE, --insecure-skip-tls-verify, --plain-http (oci://)  as helm's
       --kube-version VERSION    Kubernetes version for Capabilities
       --api-versions GROUP/VERSION  (repeatable, or comma-separated)
 lockstep flags:
@@ -142,7 +149,10 @@ pub struct Invocation {
     pub command: Option<Command>,
     pub release: String,
     pub chart: PathBuf,
-    pub chart_version: Option<String>,
+    /// `--version`, `--repo` and helm's other pulling flags, for a chart not on disk.
+    pub pull: crate::fetch::PullOptions,
+    /// The chart was fetched: `chart` is the pulled .tgz.
+    pub pulled: bool,
     pub values: Vec<PathBuf>,
     pub set: Vec<String>,
     pub set_string: Vec<String>,
@@ -181,9 +191,9 @@ fn refused_flag(name: &str) -> Option<&'static str> {
             "lockstep renders the chart itself, from the values given on this command line: pass every values file (-f) and --set again"
         }
         "--set-file" | "--set-json" | "--set-literal" => "lockstep reads values from -f, --set and --set-string only: put this value into a values file",
-        "--repo" | "--devel" | "--verify" | "--keyring" | "--username" | "--password" | "--ca-file" | "--cert-file" | "--key-file"
-        | "--insecure-skip-tls-verify" | "--pass-credentials" | "--plain-http" => {
-            "lockstep helm works on local charts only: `helm pull REPO/CHART --version V --untar` first, then pass the directory"
+        "--password" => "a password on a command line shows in process lists and shell history: set LOCKSTEP_REPO_PASSWORD, or pass --password-file FILE",
+        "--devel" | "--verify" | "--keyring" | "--cert-file" | "--key-file" | "--pass-credentials" => {
+            "helm lockstep fetches charts with --version, --repo, --username, --password-file, --ca-file, --insecure-skip-tls-verify and --plain-http only: `helm pull` the chart yourself for anything else, then pass the .tgz"
         }
         "--dependency-update" => "build the chart's dependencies first (`helm dependency build CHART`), then pass the chart",
         "--generate-name" | "-g" | "--name-template" => "lockstep needs the release name: pass RELEASE",
@@ -248,7 +258,13 @@ pub fn parse(args: &[String]) -> std::result::Result<Parsed, String> {
             }
             "--set" => inv.set.push(value("KEY=VALUE")?),
             "--set-string" => inv.set_string.push(value("KEY=VALUE")?),
-            "--version" => inv.chart_version = Some(value("the chart version")?),
+            "--version" => inv.pull.version = Some(value("the chart version")?),
+            "--repo" => inv.pull.repo = Some(value("a chart repository URL")?),
+            "--username" => inv.pull.username = Some(value("a user name")?),
+            "--password-file" => inv.pull.password_file = Some(PathBuf::from(value("a file")?)),
+            "--ca-file" => inv.pull.ca_file = Some(PathBuf::from(value("a file")?)),
+            "--insecure-skip-tls-verify" => inv.pull.insecure_skip_tls_verify = flag_bool(&inline)?,
+            "--plain-http" => inv.pull.plain_http = flag_bool(&inline)?,
             "--kube-version" => inv.kube_version = Some(value("a Kubernetes version")?),
             "--api-versions" => {
                 let v = value("GROUP/VERSION")?;
@@ -487,6 +503,11 @@ pub fn main(args: &[String], notes: &mut Vec<String>) -> Result<()> {
         Ok(Parsed::Run(inv)) => inv,
         Err(msg) => usage_exit(&msg),
     };
+    // A chart not on disk is pulled once; `_pulled` keeps it until helm is done with it.
+    let mut inv = inv;
+    let (path, _pulled) = crate::fetch::resolve(&inv.chart.to_string_lossy(), &inv.pull)?;
+    inv.pulled = _pulled.is_some();
+    inv.chart = path;
     let conn = Connection::from_env(&inv);
     let helm = render::helm_bin()?;
     match inv.command.expect("parse sets the command") {
@@ -631,47 +652,6 @@ fn chart_and_profile(inv: &Invocation) -> Result<(source::ChartMeta, Profile)> {
         }
     };
     Ok((meta, profile))
-}
-
-/// Checks CHART: a local chart, at the version asked for.
-fn check_chart(inv: &Invocation, meta: &source::ChartMeta) -> Result<()> {
-    if let Some(want) = &inv.chart_version {
-        let have = Version::parse(&meta.version).ok();
-        let ok = match (Version::parse(want.trim_start_matches('v')), &have) {
-            (Ok(w), Some(h)) => &w == h,
-            (Err(_), Some(h)) => semver::VersionReq::parse(want).is_ok_and(|r| r.matches(h)),
-            (_, None) => want == &meta.version,
-        };
-        if !ok {
-            bail!(
-                "--version {want}: the local chart {} is {} {}; helm lockstep renders the chart you give it and does not fetch another version",
-                inv.chart.display(),
-                meta.name,
-                meta.version
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Refuses chart references helm would fetch from a repository.
-fn require_local_chart(chart: &Path) {
-    if chart.exists() {
-        return;
-    }
-    let s = chart.to_string_lossy();
-    let repo_like = s.contains("://") || {
-        let parts: Vec<&str> = s.split('/').collect();
-        parts.len() == 2
-            && !parts[0].is_empty()
-            && !parts[0].starts_with('.')
-            && !parts[1].is_empty()
-    };
-    if repo_like {
-        usage_exit(&format!(
-            "{s} is not a local chart: helm lockstep renders local chart directories and .tgz files only. Fetch it first, e.g. `helm pull {s} --version VERSION --untar`, then pass the directory"
-        ));
-    }
 }
 
 /// Reads the deployed release from the cluster. None: nothing was ever deployed (first install).
@@ -838,9 +818,10 @@ fn request(
     conn: &Connection,
     notes: &mut Vec<String>,
 ) -> Result<Request> {
-    require_local_chart(&inv.chart);
     let (meta, profile) = chart_and_profile(inv)?;
-    check_chart(inv, &meta)?;
+    if !inv.pulled {
+        crate::fetch::check_version(&inv.chart, inv.pull.version.as_deref(), &meta)?;
+    }
     let cmd = inv.command.expect("parsed");
     let deployed = if inv.from.is_some() && !cmd.deploys() {
         notes.push(format!(
@@ -970,41 +951,6 @@ fn plan(helm: &Path, inv: &Invocation, conn: &Connection, notes: &mut Vec<String
     out.write_all(text.as_bytes())?;
     out.flush()?;
     Ok(())
-}
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(prefix: &str) -> Result<TempDir> {
-        let base = std::env::temp_dir();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        for n in 0..100u32 {
-            let p = base.join(format!("{prefix}-{}-{nanos}-{n}", std::process::id()));
-            let mut b = std::fs::DirBuilder::new();
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            match b.create(&p) {
-                Ok(()) => return Ok(TempDir(p)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot create a temporary directory in {}", base.display())
-                    })
-                }
-            }
-        }
-        bail!("cannot create a temporary directory in {}", base.display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 /// The one template of the temporary chart: the final stream, as it is.

@@ -21,6 +21,7 @@
 pub mod argocd;
 pub mod config;
 pub mod emit;
+pub mod fetch;
 pub mod gate;
 pub mod guard;
 pub mod helm_plugin;

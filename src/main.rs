@@ -23,7 +23,7 @@ struct Cli {
 enum Cmd {
     /// Render CHART with helm and inject the migration Jobs and the upgrade gate.
     #[command(after_help = EXIT_CODES)]
-    Render(RenderArgs),
+    Render(Box<RenderArgs>),
     /// The same work on an already rendered stream read from stdin.
     #[command(after_help = EXIT_CODES)]
     Inject(Common),
@@ -124,8 +124,8 @@ struct Common {
 
 #[derive(Args)]
 struct RenderArgs {
-    /// Chart directory or packaged .tgz (default: lockstep.yaml's chart, else the current directory).
-    chart: Option<PathBuf>,
+    /// What helm template takes: a chart directory, a packaged .tgz, REPO/CHART (a repository added with `helm repo add`), a chart name with --repo URL, or oci://HOST/PATH/CHART (default: lockstep.yaml's chart, else the current directory).
+    chart: Option<String>,
     /// A values file, as helm's -f (repeat; later files win; after lockstep.yaml's `values`).
     #[arg(short = 'f', long = "values", value_name = "FILE")]
     values: Vec<PathBuf>,
@@ -148,7 +148,56 @@ struct RenderArgs {
     #[arg(long, value_name = "DURATION", value_parser = lockstep::render::parse_timeout)]
     helm_timeout: Option<std::time::Duration>,
     #[command(flatten)]
+    pull: PullArgs,
+    #[command(flatten)]
     common: Common,
+}
+
+/// helm's flags for fetching a chart, passed to `helm pull` (credentials never on a command line).
+#[derive(Args)]
+struct PullArgs {
+    /// Chart repository URL, as helm's --repo: CHART is a chart name in it.
+    #[arg(long, value_name = "URL")]
+    repo: Option<String>,
+    /// The chart version (or constraint) to fetch, as helm's --version; for a local chart, the version it must be.
+    #[arg(long = "version", value_name = "VERSION")]
+    chart_version: Option<String>,
+    /// Repository or registry user name (else LOCKSTEP_REPO_USERNAME).
+    #[arg(long, value_name = "USER")]
+    username: Option<String>,
+    /// A file holding the repository password (else LOCKSTEP_REPO_PASSWORD). There is no --password: a password on a command line shows in process lists.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+    /// CA bundle for the repository's TLS certificate, as helm's --ca-file.
+    #[arg(long, value_name = "FILE")]
+    ca_file: Option<PathBuf>,
+    /// Skip checking the repository's TLS certificate, as helm's flag.
+    #[arg(long)]
+    insecure_skip_tls_verify: bool,
+    /// Use plain HTTP for an oci:// registry, as helm's --plain-http.
+    #[arg(long)]
+    plain_http: bool,
+    /// Refused: pass the password in LOCKSTEP_REPO_PASSWORD or --password-file.
+    #[arg(long, hide = true, value_name = "PASSWORD")]
+    password: Option<String>,
+}
+
+impl PullArgs {
+    fn options(self) -> Result<lockstep::fetch::PullOptions> {
+        if self.password.is_some() {
+            // The value is not shown: it is a secret.
+            bail!("--password is not accepted: a password on a command line shows in process lists and shell history. Set LOCKSTEP_REPO_PASSWORD, or pass --password-file FILE");
+        }
+        Ok(lockstep::fetch::PullOptions {
+            repo: self.repo,
+            version: self.chart_version,
+            username: self.username,
+            password_file: self.password_file,
+            ca_file: self.ca_file,
+            insecure_skip_tls_verify: self.insecure_skip_tls_verify,
+            plain_http: self.plain_http,
+        })
+    }
 }
 
 #[derive(Args)]
@@ -214,7 +263,8 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
     let stdout = std::io::stdout();
     match cmd {
         Cmd::Render(args) => {
-            let req = render_request(args)?;
+            // `_pulled` keeps a fetched chart on disk until the render is done.
+            let (req, _pulled) = render_request(args)?;
             lockstep::run(&req, &mut stdout.lock(), notes)
         }
         Cmd::Inject(common) => {
@@ -304,7 +354,7 @@ fn version(s: &str, flag: &str) -> Result<semver::Version> {
     gate::parse_version(s).ok_or_else(|| anyhow!("{flag} {s:?} is not a version (e.g. 0.8.2)"))
 }
 
-fn render_request(args: RenderArgs) -> Result<Request> {
+fn render_request(args: Box<RenderArgs>) -> Result<(Request, Option<lockstep::fetch::Pulled>)> {
     if let Some(t) = args.helm_timeout {
         lockstep::render::set_timeout(t);
     }
@@ -328,8 +378,10 @@ fn render_request(args: RenderArgs) -> Result<Request> {
         })
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    let mut pull = args.pull.options()?;
+    let mut source = config::ChartSource::Path(PathBuf::from(args.chart.as_deref().unwrap_or(".")));
     let mut chart = ChartInput {
-        path: args.chart.clone().unwrap_or_else(|| PathBuf::from(".")),
+        path: PathBuf::new(),
         values: args.values,
         set: args.set,
         set_string: args.set_string,
@@ -339,11 +391,9 @@ fn render_request(args: RenderArgs) -> Result<Request> {
     if let Some(cfg) = &cfg {
         let root = config::repo_root(&dir.canonicalize()?);
         if args.chart.is_none() {
-            let c = cfg
-                .chart
-                .as_deref()
+            source = cfg
+                .chart_source(&root, &dir)?
                 .ok_or_else(|| anyhow!("lockstep.yaml names no `chart`"))?;
-            chart.path = config::inside(&root, &dir, &cfg.expand(c)?, "chart")?;
         }
         let mut values = Vec::new();
         for v in &cfg.values {
@@ -361,7 +411,33 @@ fn render_request(args: RenderArgs) -> Result<Request> {
         sets.append(&mut chart.set_string);
         chart.set_string = sets;
     }
-    common_request(Input::Chart(chart), args.common, cfg.as_ref(), &dir)
+    let pulled = match source {
+        config::ChartSource::Path(p) if args.chart.is_none() => {
+            chart.path = p;
+            None
+        }
+        config::ChartSource::Path(p) => {
+            let (path, pulled) = lockstep::fetch::resolve(&p.to_string_lossy(), &pull)?;
+            chart.path = path;
+            pulled
+        }
+        config::ChartSource::Fetch {
+            chart: c,
+            pull: from_cfg,
+        } => {
+            pull.repo = pull.repo.or(from_cfg.repo);
+            pull.version = pull.version.or(from_cfg.version);
+            let (path, pulled) = lockstep::fetch::resolve(&c, &pull)?;
+            chart.path = path;
+            pulled
+        }
+    };
+    if pulled.is_none() && pull.version.is_some() && chart.path.exists() {
+        let meta = lockstep::source::read_chart(&chart.path)?.meta;
+        lockstep::fetch::check_version(&chart.path, pull.version.as_deref(), &meta)?;
+    }
+    let req = common_request(Input::Chart(chart), args.common, cfg.as_ref(), &dir)?;
+    Ok((req, pulled))
 }
 
 /// Flags over environment over lockstep.yaml over defaults.

@@ -432,3 +432,456 @@ fn a_hostile_archive_is_refused() {
     );
     assert!(e.contains("is not a packaged chart"), "{e}");
 }
+
+// ---------------------------------------------------------------------------
+// Charts from anywhere: a chart repository and an OCI registry on 127.0.0.1
+
+/// A chart repository: `dir` served over plain HTTP on 127.0.0.1 (an ephemeral port) by
+/// a small server in this process, optionally behind Basic auth. It stops with the test
+/// process.
+struct RepoServer {
+    url: String,
+}
+
+impl RepoServer {
+    fn start(dir: &Path, basic_auth: Option<&str>) -> RepoServer {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let dir = dir.to_path_buf();
+        let want = basic_auth.map(|up| format!("Basic {}", base64(up.as_bytes())));
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let mut reader = BufReader::new(conn.try_clone().unwrap());
+                let mut first = String::new();
+                if reader.read_line(&mut first).is_err() {
+                    continue;
+                }
+                let mut auth = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((k, v)) = line.split_once(':') {
+                        if k.eq_ignore_ascii_case("authorization") {
+                            auth = Some(v.trim().to_owned());
+                        }
+                    }
+                }
+                let path = first.split(' ').nth(1).unwrap_or("/").to_owned();
+                let file = dir.join(path.trim_start_matches('/'));
+                let (status, body) = if want.is_some() && auth != want {
+                    ("401 Unauthorized", b"unauthorized\n".to_vec())
+                } else if !path.contains("..") && file.is_file() {
+                    ("200 OK", std::fs::read(&file).unwrap())
+                } else {
+                    ("404 Not Found", b"not found\n".to_vec())
+                };
+                let _ = write!(
+                    conn,
+                    "HTTP/1.1 {status}\r\nContent-Length: {}\r\nWWW-Authenticate: Basic realm=\"charts\"\r\nConnection: close\r\n\r\n",
+                    body.len()
+                );
+                let _ = conn.write_all(&body);
+            }
+        });
+        RepoServer { url }
+    }
+}
+
+fn base64(data: &[u8]) -> String {
+    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::new();
+    for chunk in data.chunks(3) {
+        let b = [
+            chunk[0],
+            *chunk.get(1).unwrap_or(&0),
+            *chunk.get(2).unwrap_or(&0),
+        ];
+        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+const PS_VERSION: &str = "2026.8.18172642";
+
+/// A repository directory: the packaged prefect-server and `helm repo index`'s index.yaml.
+fn repository(tag: &str) -> (PathBuf, PathBuf) {
+    let dir = fresh(tag);
+    let repo_dir = dir.join("repo");
+    std::fs::create_dir_all(&repo_dir).unwrap();
+    let tgz = package(4, "examples/charts/prefect-server", &repo_dir);
+    let out = std::process::Command::new(tool("helm4"))
+        .args(["repo", "index"])
+        .arg(&repo_dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "helm repo index: {}", stderr(&out));
+    assert!(std::fs::read_to_string(repo_dir.join("index.yaml"))
+        .unwrap()
+        .contains(PS_VERSION));
+    (dir, tgz)
+}
+
+/// lockstep with helm `major` and helm's own settings in `home` (repositories added there
+/// and nowhere else).
+fn lockstep_with(major: u32, home: &Path) -> std::process::Command {
+    let mut c = lockstep();
+    c.env("HELM_BIN", tool(&format!("helm{major}")))
+        .env("HELM_CACHE_HOME", home.join("cache"))
+        .env("HELM_CONFIG_HOME", home.join("config"))
+        .env("HELM_DATA_HOME", home.join("data"))
+        .env(
+            "HELM_REPOSITORY_CONFIG",
+            home.join("config/repositories.yaml"),
+        )
+        .env("HELM_REPOSITORY_CACHE", home.join("cache/repository"))
+        .env("TMPDIR", home.join("tmp"))
+        .env_remove("LOCKSTEP_REPO_USERNAME")
+        .env_remove("LOCKSTEP_REPO_PASSWORD");
+    std::fs::create_dir_all(home.join("tmp")).unwrap();
+    c
+}
+
+const RENDER: &[&str] = &[
+    "-n",
+    "prefect",
+    "--from",
+    "3.7.8",
+    "--set",
+    "redis.enabled=true",
+];
+
+/// `render --repo URL prefect-server --version V` and `render NAME/prefect-server` of a
+/// repository added with `helm repo add` give exactly the bytes of rendering the .tgz,
+/// with helm 3 and helm 4; nothing is left in the temporary directory.
+#[test]
+fn a_repository_chart_renders_as_the_packaged_chart() {
+    let (dir, tgz) = repository("repo");
+    let server = RepoServer::start(&dir.join("repo"), None);
+    for major in [4, 3] {
+        let home = dir.join(format!("helm{major}"));
+        let run = |args: &[&str]| {
+            let out = lockstep_with(major, &home)
+                .arg("render")
+                .args(args)
+                .args(RENDER)
+                .output()
+                .unwrap();
+            ok(&out)
+        };
+        let want = run(&[tgz.to_str().unwrap()]);
+        assert!(want.contains("prefect-server-migrate-database"));
+        let by_url = run(&[
+            "--repo",
+            &server.url,
+            "prefect-server",
+            "--version",
+            PS_VERSION,
+        ]);
+        assert_eq!(by_url, want, "helm{major}: --repo URL CHART --version V");
+        let latest = run(&["--repo", &server.url, "prefect-server"]);
+        assert_eq!(latest, want, "helm{major}: --repo URL CHART (latest)");
+        let add = std::process::Command::new(tool(&format!("helm{major}")))
+            .args(["repo", "add", "lockstep-test", &server.url])
+            .env(
+                "HELM_REPOSITORY_CONFIG",
+                home.join("config/repositories.yaml"),
+            )
+            .env("HELM_REPOSITORY_CACHE", home.join("cache/repository"))
+            .output()
+            .unwrap();
+        assert!(add.status.success(), "helm repo add: {}", stderr(&add));
+        let by_name = run(&["lockstep-test/prefect-server", "--version", PS_VERSION]);
+        assert_eq!(by_name, want, "helm{major}: REPO/CHART of helm repo add");
+        // The Helm plugin front-end takes the same charts.
+        let plugin = lockstep_with(major, &home)
+            .args([
+                "helm",
+                "template",
+                "prefect-server",
+                "lockstep-test/prefect-server",
+            ])
+            .args(["--version", PS_VERSION, "--from", "3.7.8", "-n", "prefect"])
+            .args(["--set", "redis.enabled=true"])
+            .output()
+            .unwrap();
+        assert_eq!(
+            ok(&plugin),
+            want,
+            "helm{major}: helm lockstep template REPO/CHART"
+        );
+        let left: Vec<_> = std::fs::read_dir(home.join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "the pulled chart is removed: {left:?}");
+        // A version the repository does not have: the cause and the fix, nothing on stdout.
+        let out = lockstep_with(major, &home)
+            .args([
+                "render",
+                "--repo",
+                &server.url,
+                "prefect-server",
+                "--version",
+                "9.9.9",
+            ])
+            .output()
+            .unwrap();
+        let e = fails(&out, 1);
+        assert!(
+            e.contains("cannot fetch the chart prefect-server version 9.9.9") && e.contains("fix:"),
+            "{e}"
+        );
+        // A repository name that was never added.
+        let e = fails(
+            &lockstep_with(major, &home)
+                .args(["render", "nosuchrepo/prefect-server"])
+                .output()
+                .unwrap(),
+            1,
+        );
+        assert!(e.contains("helm repo add"), "{e}");
+    }
+}
+
+/// Credentials reach helm only on its stdin: with LOCKSTEP_REPO_USERNAME/PASSWORD or
+/// --password-file the render is the .tgz's; the password is in no helm argument and in no
+/// message; `--password` is refused without echoing it.
+#[test]
+fn repository_credentials_never_reach_a_command_line() {
+    let (dir, tgz) = repository("repo-auth");
+    let secret = "s3cret-Pa55";
+    let server = RepoServer::start(&dir.join("repo"), Some(&format!("ci:{secret}")));
+    let home = dir.join("home");
+    let (helm, log) = recording_helm(&dir);
+    let want = ok(&lockstep_with(4, &home)
+        .arg("render")
+        .arg(&tgz)
+        .args(RENDER)
+        .output()
+        .unwrap());
+    let pw_file = dir.join("password");
+    std::fs::write(&pw_file, format!("{secret}\n")).unwrap();
+    for by_file in [false, true] {
+        let mut c = lockstep_with(4, &home);
+        c.env("HELM_BIN", &helm)
+            .env("LOCKSTEP_REPO_USERNAME", "ci")
+            .args(["render", "--repo", &server.url, "prefect-server"])
+            .args(RENDER);
+        if by_file {
+            c.arg("--password-file").arg(&pw_file);
+        } else {
+            c.env("LOCKSTEP_REPO_PASSWORD", secret);
+        }
+        let out = c.output().unwrap();
+        assert_eq!(ok(&out), want, "by file: {by_file}");
+        assert!(!stderr(&out).contains(secret));
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls.contains("repo add lockstep-pull") && calls.contains("--password-stdin"),
+        "{calls}"
+    );
+    assert!(
+        !calls.contains(secret),
+        "the password is on a helm command line:\n{calls}"
+    );
+    // Without credentials: refused by the repository, said so.
+    let e = fails(
+        &lockstep_with(4, &home)
+            .args(["render", "--repo", &server.url, "prefect-server"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(
+        e.contains("401") && e.contains("LOCKSTEP_REPO_PASSWORD"),
+        "{e}"
+    );
+    // A wrong password: no echo of it.
+    let e = fails(
+        &lockstep_with(4, &home)
+            .env("LOCKSTEP_REPO_USERNAME", "ci")
+            .env("LOCKSTEP_REPO_PASSWORD", "wrong-Pa55")
+            .args(["render", "--repo", &server.url, "prefect-server"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(!e.contains("wrong-Pa55"), "{e}");
+    // --password on the command line: refused, not echoed.
+    let e = fails(
+        &lockstep_with(4, &home)
+            .args([
+                "render",
+                "--repo",
+                &server.url,
+                "prefect-server",
+                "--password",
+                secret,
+            ])
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(
+        e.contains("LOCKSTEP_REPO_PASSWORD") && !e.contains(secret),
+        "{e}"
+    );
+    // Credentials inside the URL: refused before helm runs, not echoed.
+    let url = server
+        .url
+        .replace("http://", &format!("http://ci:{secret}@"));
+    let e = fails(
+        &lockstep_with(4, &home)
+            .args(["render", "--repo", &url, "prefect-server"])
+            .output()
+            .unwrap(),
+        1,
+    );
+    assert!(
+        e.contains("holds credentials") && !e.contains(secret),
+        "{e}"
+    );
+}
+
+/// In Argo CD, lockstep.yaml names a repository chart with `repo:`, `chart:` and
+/// `chartVersion:`; the sidecar pulls it.
+#[test]
+fn argocd_renders_a_repository_chart_named_in_lockstep_yaml() {
+    let (dir, tgz) = repository("repo-argocd");
+    let server = RepoServer::start(&dir.join("repo"), None);
+    let home = dir.join("home");
+    let app = dir.join("app");
+    std::fs::create_dir_all(&app).unwrap();
+    std::fs::write(
+        app.join("lockstep.yaml"),
+        format!(
+            "repo: {}\nchart: prefect-server\nchartVersion: \"{PS_VERSION}\"\nversion: 3.8.3\nnamespace: prefect\nset:\n  redis.enabled: \"true\"\n",
+            server.url
+        ),
+    )
+    .unwrap();
+    std::fs::write(app.join("lockstep.lock"), "deployed:\n  version: 3.7.8\n").unwrap();
+    let out = lockstep_with(4, &home)
+        .current_dir(&app)
+        .env("ARGOCD_APP_NAME", "prefect-server")
+        .args(["argocd", "generate"])
+        .output()
+        .unwrap();
+    let got: String = ok(&out)
+        .split_inclusive('\n')
+        .filter(|l| !l.starts_with("# lockstep:"))
+        .collect();
+    let want = ok(&lockstep_with(4, &home)
+        .arg("render")
+        .arg(&tgz)
+        .args([
+            "--release",
+            "prefect-server",
+            "-n",
+            "prefect",
+            "--from",
+            "3.7.8",
+        ])
+        .args(["--set-string", "redis.enabled=true"])
+        .output()
+        .unwrap());
+    assert_eq!(got, want);
+}
+
+/// `oci://` charts: pushed with `helm push` to a real registry (Debian's docker-registry,
+/// the CNCF distribution 2.8) on 127.0.0.1, rendered with --version and --plain-http by
+/// helm 3 and 4 as the .tgz. Skipped, with one line, where no registry binary is installed.
+#[test]
+fn an_oci_chart_renders_as_the_packaged_chart() {
+    let Some(registry) = ["/usr/bin/docker-registry", "/usr/local/bin/registry"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+    else {
+        eprintln!("SKIP an_oci_chart_renders_as_the_packaged_chart: needs a registry binary (apt-get install docker-registry)");
+        return;
+    };
+    let (dir, tgz) = repository("oci");
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+            dir.join("registry").display()
+        ),
+    )
+    .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _registry = Kill(
+        std::process::Command::new(registry)
+            .arg("serve")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let home = dir.join("home");
+    let host = format!("127.0.0.1:{port}");
+    let mut pushed = false;
+    for _ in 0..50 {
+        let out = std::process::Command::new(tool("helm4"))
+            .arg("push")
+            .arg(&tgz)
+            .arg(format!("oci://{host}/charts"))
+            .arg("--plain-http")
+            .env("HELM_REGISTRY_CONFIG", home.join("registry.json"))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            pushed = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(pushed, "helm push to the registry on {host}");
+    let reference = format!("oci://{host}/charts/prefect-server");
+    for major in [4, 3] {
+        let home = dir.join(format!("helm{major}"));
+        let run = |args: &[&str]| {
+            lockstep_with(major, &home)
+                .arg("render")
+                .args(args)
+                .args(RENDER)
+                .output()
+                .unwrap()
+        };
+        let want = ok(&run(&[tgz.to_str().unwrap()]));
+        let got = ok(&run(&[&reference, "--version", PS_VERSION, "--plain-http"]));
+        assert_eq!(got, want, "helm{major}: oci:// --version --plain-http");
+        // A chart the registry does not have: the cause and the fix.
+        let e = fails(
+            &run(&[&format!("oci://{host}/charts/nothing"), "--plain-http"]),
+            1,
+        );
+        assert!(
+            e.contains("cannot fetch the chart oci://") && e.contains("fix:"),
+            "{e}"
+        );
+    }
+}

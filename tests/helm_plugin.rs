@@ -1283,8 +1283,15 @@ fn helm4_usage_and_error_paths() {
         "migration Jobs",
     );
     usage(
-        &helm.run(&["lockstep", "template", "x", "bitnami/postgresql"]),
-        "not a local chart",
+        &helm.run(&[
+            "lockstep",
+            "template",
+            "x",
+            PREFECT_SERVER,
+            "--password",
+            "pw-x1",
+        ]),
+        "LOCKSTEP_REPO_PASSWORD",
     );
     usage(
         &helm.run(&[
@@ -1307,6 +1314,12 @@ fn helm4_usage_and_error_paths() {
         "{:?}",
         helm.calls()
     );
+
+    // A repository chart is fetched with helm; a repository never added says how to add it.
+    let out = helm.run(&["lockstep", "template", "x", "bitnami/postgresql"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(out.stdout.is_empty());
+    assert!(stderr(&out).contains("helm repo add"), "{}", stderr(&out));
 
     // --version checks the local chart.
     let out = helm.run(&[
