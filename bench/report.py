@@ -38,11 +38,13 @@ p("src/render.rs), so helm is timed twice: as a user runs it, and with those set
 p("is bench/floor.rs, a wrapper that only runs helm (with the same settings) and copies its")
 p("output: what any program that wraps helm pays, so lockstep / floor is lockstep's own cost.")
 p("All four run interleaved (bench/pairs.py), and a ratio is the median of the per-round")
-p("ratios, which the machine's drift affects least. Target: lockstep over helm ≤ 1.05.")
+p("ratios, which the machine's drift affects least. Target: lockstep over helm ≤ 1.0 on a chart directory, ≤ 1.05 on a packaged .tgz.")
 p()
 p("| chart | helm template (ms) | helm, GC held back (ms) | floor wrapper (ms) | lockstep render (ms) | held back / helm | floor / held back | lockstep / floor | lockstep / helm | target |")
 p("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
-for name in ["prefect-server", "prefect-cloud-1.2.0", "big-chart"]:
+# The issue's targets: a chart directory at most helm's own time, a packaged chart 1.05.
+TARGET = {"prefect-server-tgz": 1.05}
+for name in ["prefect-server", "prefect-server-tgz", "prefect-cloud-1.2.0", "big-chart"]:
     path = os.path.join(out, f"render-{name}.json")
     if not os.path.exists(path):
         continue
@@ -51,7 +53,7 @@ for name in ["prefect-server", "prefect-cloud-1.2.0", "big-chart"]:
     h, g = r["helm template"], r["helm template, GC held back"]
     l, f = r["lockstep render"], r["floor wrapper"]
     q = doc["ratios"]
-    ok = "met" if q["lockstep render/helm template"] <= 1.05 else "MISSED"
+    ok = "met" if q["lockstep render/helm template"] <= TARGET.get(name, 1.0) else "MISSED"
     p(f"| {name} | {h['median']*1e3:.1f} | {g['median']*1e3:.1f} | {f['median']*1e3:.1f} | "
       f"{l['median']*1e3:.1f} | {q['helm template, GC held back/helm template']:.3f} | "
       f"{q['floor wrapper/helm template, GC held back']:.3f} | "

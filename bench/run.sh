@@ -3,6 +3,7 @@
 #
 #   bash bench/run.sh            # everything below; writes bench/out/* and bench/RESULTS.md
 #   QUICK=1 bash bench/run.sh    # fewer runs, streams up to 50 MB (a smoke test of the script)
+#   PARTS=a bash bench/run.sh    # (a) for prefect-server only, its directory and its .tgz
 #
 # (a) `lockstep render` vs `helm template` alone, same chart, same arguments
 #     (examples/charts/prefect-server, examples/charts/prefect-cloud-1.2.0, and a generated
@@ -69,6 +70,11 @@ chart_bench() { # NAME CHART RELEASE FROM [helm/lockstep args...]
     "floor wrapper" "$GC $OUT/floor $H template $release $chart --namespace=prefect $* --include-crds"
 }
 chart_bench prefect-server examples/charts/prefect-server prefect-server 3.7.8
+# The same chart packaged, as Helm-plugin and CI users pass charts after `helm pull`.
+"$H" package examples/charts/prefect-server -d "$OUT" >/dev/null
+chart_bench prefect-server-tgz "$OUT/prefect-server-2026.8.18172642.tgz" prefect-server 3.7.8
+# PARTS=a: these two only (ratios in bench/out/render-prefect-server*.json; no RESULTS.md).
+[ "${PARTS:-ab}" = a ] && exit 0
 chart_bench prefect-cloud-1.2.0 examples/charts/prefect-cloud-1.2.0 prefect-cloud 0.8.2 \
   --values=examples/values/prefect-cloud/values-1.2.0.yaml
 chart_bench big-chart "$OUT/big-chart" big 3.7.8
