@@ -32,11 +32,11 @@ Run by argocd-cmp-server in the app directory. What is read (first found wins):
 Parameters (ARGOCD_APP_PARAMETERS, JSON set by Argo CD from the Application):
   values-files (array)      values files, relative to the app directory
   helm-parameters (map)     chart values, each passed as one --set KEY=VALUE
-  release, profile, phase, from (strings)
+  release, profile, phase, from, force-migrations (true|false) (strings)
 Application plugin env (spec.source.plugin.env, seen as ARGOCD_ENV_<NAME>):
   ARGOCD_ENV_LOCKSTEP_VALUES_FILES   comma-separated values files
   ARGOCD_ENV_LOCKSTEP_RELEASE, ARGOCD_ENV_LOCKSTEP_NAMESPACE, ARGOCD_ENV_LOCKSTEP_PROFILE,
-  ARGOCD_ENV_LOCKSTEP_PHASE, ARGOCD_ENV_LOCKSTEP_FROM
+  ARGOCD_ENV_LOCKSTEP_PHASE, ARGOCD_ENV_LOCKSTEP_FROM, ARGOCD_ENV_LOCKSTEP_FORCE_MIGRATIONS
 lockstep.yaml in the app directory (chart, repo, chartVersion, version, release, namespace,
   profile, values, set, phase, apiWorkload, gateImage) and lockstep.lock beside it (the
   deployed release). `repo: URL` with `chart: NAME`, or `chart: oci://...`, is fetched
