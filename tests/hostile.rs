@@ -1265,8 +1265,8 @@ fn every_rule_and_issue_case_is_covered() {
 #[test]
 fn symlinks_inside_the_repository_are_followed() {
     let s = Scratch::new("inside-links");
-    s.write("shared/note.txt", "shared note\n");
-    s.link("app/files/note.txt", Path::new("../../shared/note.txt"));
+    s.write("common/note.txt", "shared note\n");
+    s.link("app/files/note.txt", Path::new("../../common/note.txt"));
     s.write("other/lockstep.yaml", "profile: prefect-server\n");
     s.link("app/lockstep.yaml", &s.path("other/lockstep.yaml"));
     let r = run(s.argocd("generate"), b"", Duration::from_secs(60));

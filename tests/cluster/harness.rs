@@ -3,7 +3,7 @@
 //! its own namespace, database, Redis database number and Helm release.
 //!
 //! * `LOCKSTEP_KUBE_BIN` (a directory with etcd, kube-apiserver, kube-controller-manager;
-//!   `.ci/run` unpacks ../shared/kube/bin there): `scripts/e2e-cluster.sh` starts a control
+//!   CI's `.ci/run` unpacks the control-plane binaries there): `scripts/e2e-cluster.sh` starts a control
 //!   plane in a temporary directory and `tests/cluster/pod_runner.py` plays the kubelet for
 //!   Job pods. `e2e-cluster.sh watch` stops both servers by PID once this process has
 //!   exited, however it exits (Rust's test harness has no teardown hook).
