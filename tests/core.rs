@@ -330,17 +330,45 @@ struct FixtureRun {
     err: String,
 }
 
+/// One test per real render (`tests/fixtures/prefect-server`), and the list of them
+/// ([`FIXTURES`]) for the matrix and schema tests.
+macro_rules! fixture_tests {
+    ($($name:ident: $file:literal,)*) => {
+        const FIXTURES: &[&str] = &[$($file,)*];
+        $(#[test] fn $name() { check_one_fixture($file); })*
+    };
+}
+
+fixture_tests! {
+    fixture_2025_5_bundled_pg: "prefect-server-2025.5.2200058--bundled-pg.yaml",
+    fixture_2025_5_pinned_digest: "prefect-server-2025.5.2200058--pinned-digest.yaml",
+    fixture_2025_5_replicas_3: "prefect-server-2025.5.2200058--replicas-3.yaml",
+    fixture_2025_5_separate_services_redis: "prefect-server-2025.5.2200058--separate-services-redis.yaml",
+    fixture_2025_5_sqlite: "prefect-server-2025.5.2200058--sqlite.yaml",
+    fixture_2026_7_bundled_pg: "prefect-server-2026.7.15163855--bundled-pg.yaml",
+    fixture_2026_7_external_db_redis: "prefect-server-2026.7.15163855--external-db-redis.yaml",
+    fixture_2026_7_pinned_digest: "prefect-server-2026.7.15163855--pinned-digest.yaml",
+    fixture_2026_7_replicas_3: "prefect-server-2026.7.15163855--replicas-3.yaml",
+    fixture_2026_7_separate_services_redis: "prefect-server-2026.7.15163855--separate-services-redis.yaml",
+    fixture_2026_7_sqlite: "prefect-server-2026.7.15163855--sqlite.yaml",
+    fixture_2026_8_bundled_pg: "prefect-server-2026.8.18172642--bundled-pg.yaml",
+    fixture_2026_8_external_db_redis: "prefect-server-2026.8.18172642--external-db-redis.yaml",
+    fixture_2026_8_pinned_digest: "prefect-server-2026.8.18172642--pinned-digest.yaml",
+    fixture_2026_8_replicas_3: "prefect-server-2026.8.18172642--replicas-3.yaml",
+    fixture_2026_8_separate_services_redis: "prefect-server-2026.8.18172642--separate-services-redis.yaml",
+    fixture_2026_8_sqlite: "prefect-server-2026.8.18172642--sqlite.yaml",
+}
+
+/// The README's matrix: three chart versions by six modes, but no external-db-redis for
+/// 2025.5 (its values schema rejects it): 17 renders, each with its test above.
 #[test]
-fn every_prefect_server_fixture() {
-    let dir = fixtures();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
+fn the_fixtures_are_the_readme_matrix() {
+    let mut names: Vec<String> = std::fs::read_dir(fixtures())
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .filter(|n| n.ends_with(".yaml"))
         .collect();
     names.sort();
-    // The README's matrix: three chart versions by six modes, but no
-    // external-db-redis for 2025.5 (its values schema rejects it): 17 renders.
     let mut expected = Vec::new();
     for v in ["2025.5.2200058", "2026.7.15163855", "2026.8.18172642"] {
         for m in [
@@ -357,50 +385,49 @@ fn every_prefect_server_fixture() {
         }
     }
     assert_eq!(names, expected, "the fixtures are the README's matrix");
+    assert_eq!(FIXTURES, expected, "each fixture has its test");
+}
 
-    // Each input twice, all at once.
-    let inputs: Vec<String> = names
-        .iter()
-        .map(|n| std::fs::read_to_string(dir.join(n)).unwrap())
-        .collect();
-    let jobs = inputs
-        .iter()
-        .flat_map(|i| {
-            [0, 1].map(|_| {
-                (
-                    inject(&["--profile", "prefect-server"]),
-                    i.clone().into_bytes(),
-                )
-            })
-        })
-        .collect();
-    let outs = run_all_stdin(jobs);
-    let mut runs = Vec::new();
-    for (k, name) in names.iter().enumerate() {
-        let (a, b) = (&outs[2 * k], &outs[2 * k + 1]);
-        let out = ok(a);
-        assert_eq!(
-            a.stdout, b.stdout,
-            "{name}: two runs on the same input differ"
-        );
-        runs.push(FixtureRun {
-            name: name.clone(),
-            input: inputs[k].clone(),
-            out,
-            err: stderr(a),
-        });
-    }
+fn inject_fixture(name: &str) -> Ran {
+    Test::new()
+        .args(["inject", "--profile", "prefect-server"])
+        .stdin_file(fixture(name))
+        .run()
+}
 
-    for r in &runs {
-        if r.name.contains("--sqlite") {
-            check_sqlite_fixture(r);
-        } else {
-            check_fixture(r);
-        }
+/// One render: injected twice (the same bytes), then the checks of its mode.
+fn check_one_fixture(name: &str) {
+    let (a, b) = (inject_fixture(name), inject_fixture(name));
+    assert_eq!(
+        a.stdout, b.stdout,
+        "{name}: two runs on the same input differ"
+    );
+    let r = FixtureRun {
+        name: name.to_owned(),
+        input: std::fs::read_to_string(fixture(name)).unwrap(),
+        out: a.stdout,
+        err: a.stderr,
+    };
+    if r.name.contains("--sqlite") {
+        check_sqlite_fixture(&r);
+    } else {
+        check_fixture(&r);
     }
+}
+
+/// Every output of the fixtures validates (strict, Kubernetes 1.33), in one validator run.
+#[test]
+fn every_fixture_output_validates() {
+    let outs: Vec<String> = std::thread::scope(|s| {
+        let hs: Vec<_> = FIXTURES
+            .iter()
+            .map(|n| s.spawn(move || inject_fixture(n).stdout))
+            .collect();
+        hs.into_iter().map(|h| h.join().unwrap()).collect()
+    });
     validate_streams(
         "fixtures.yaml",
-        &runs.iter().map(|r| r.out.as_str()).collect::<Vec<_>>(),
+        &outs.iter().map(String::as_str).collect::<Vec<_>>(),
     );
 }
 
@@ -741,142 +768,180 @@ fn helm_cmd(helm: &str) -> Command {
     c
 }
 
-#[test]
-fn example_charts_with_helm4_and_helm3() {
-    let ps = example("charts/prefect-server");
-    let cloud12 = example("charts/prefect-cloud-1.2.0");
-    let cloud08 = example("charts/prefect-cloud-0.8.2");
-    let v12 = example("values/prefect-cloud/values-1.2.0.yaml");
-    let broken = example("values/prefect-cloud/broken-redis-1.2.0.yaml");
-    let v08 = example("values/prefect-cloud/values-0.8.2.yaml");
-    let helms = ["helm4", "helm3"];
-    let mut cmds = Vec::new();
-    for h in helms {
-        let with_helm = |mut c: Command| {
-            c.env("HELM_BIN", tool(h));
-            c
-        };
-        cmds.push(with_helm(render(&ps, &[])));
-        cmds.push(with_helm(render(&ps, PS_SEPARATE)));
-        cmds.push(with_helm(render(&ps, PS_SQLITE)));
-        let mut direct = helm_cmd(h);
-        direct
-            .args(["template", "prefect-server"])
-            .arg(&ps)
-            .args(PS_SQLITE)
-            .arg("--include-crds");
-        cmds.push(direct);
-        let mut c = render(&cloud12, CM);
-        c.arg("-f").arg(&v12);
-        cmds.push(with_helm(c));
-        let mut c = render(&cloud12, CM);
-        c.arg("-f").arg(&broken);
-        cmds.push(with_helm(c));
-        let mut c = render(&cloud08, CM);
-        c.arg("-f").arg(&v08);
-        cmds.push(with_helm(c));
-    }
-    let outs = run_all(cmds);
-    let per = outs.len() / helms.len();
-    let mut to_validate: Vec<String> = Vec::new();
-    let mut rendered: BTreeMap<(&str, &str), Vec<Value>> = BTreeMap::new();
-    for (k, h) in helms.iter().enumerate() {
-        let o = &outs[k * per..(k + 1) * per];
-        let ctx = |m: &str| format!("{h} {m}");
+/// The example renders, by helm 4 and helm 3: every command once per test process, all at
+/// once (helm is ~0.1 s a call); the tests below each check one of them.
+const MODES: &[&str] = &[
+    "default",
+    "separate",
+    "sqlite",
+    "sqlite-direct",
+    "cloud12",
+    "broken-redis",
+    "cloud08",
+];
 
-        // prefect-server, default: one Deployment that migrates on start.
-        let out = ok(&o[0]);
-        let err = stderr(&o[0]);
+fn example_renders() -> &'static BTreeMap<(&'static str, &'static str), Output> {
+    static RENDERS: std::sync::OnceLock<BTreeMap<(&'static str, &'static str), Output>> =
+        std::sync::OnceLock::new();
+    RENDERS.get_or_init(|| {
+        let ps = example("charts/prefect-server");
+        let cloud12 = example("charts/prefect-cloud-1.2.0");
+        let cloud08 = example("charts/prefect-cloud-0.8.2");
+        let v12 = example("values/prefect-cloud/values-1.2.0.yaml");
+        let broken = example("values/prefect-cloud/broken-redis-1.2.0.yaml");
+        let v08 = example("values/prefect-cloud/values-0.8.2.yaml");
+        let mut keys = Vec::new();
+        let mut cmds = Vec::new();
+        for h in ["helm4", "helm3"] {
+            let with_helm = |mut c: Command| {
+                c.env("HELM_BIN", tool(h));
+                c
+            };
+            let mut direct = helm_cmd(h);
+            direct
+                .args(["template", "prefect-server"])
+                .arg(&ps)
+                .args(PS_SQLITE)
+                .arg("--include-crds");
+            let mut c12 = render(&cloud12, CM);
+            c12.arg("-f").arg(&v12);
+            let mut cbroken = render(&cloud12, CM);
+            cbroken.arg("-f").arg(&broken);
+            let mut c08 = render(&cloud08, CM);
+            c08.arg("-f").arg(&v08);
+            let these = [
+                with_helm(render(&ps, &[])),
+                with_helm(render(&ps, PS_SEPARATE)),
+                with_helm(render(&ps, PS_SQLITE)),
+                direct,
+                with_helm(c12),
+                with_helm(cbroken),
+                with_helm(c08),
+            ];
+            for (mode, c) in MODES.iter().zip(these) {
+                keys.push((h, *mode));
+                cmds.push(c);
+            }
+        }
+        keys.into_iter().zip(run_all(cmds)).collect()
+    })
+}
+
+fn example_render(helm: &'static str, mode: &'static str) -> &'static Output {
+    &example_renders()[&(helm, mode)]
+}
+
+/// `example_tests! { name(helm) { body } }`: the body as two tests, `name::helm4` and
+/// `name::helm3`, with `helm` the helm's name.
+macro_rules! example_tests {
+    ($($(#[$m:meta])* $name:ident($helm:ident) $body:block)*) => {
+        $(mod $name {
+            use super::*;
+            fn check($helm: &'static str) $body
+            $(#[$m])* #[test] fn helm4() { check("helm4"); }
+            $(#[$m])* #[test] fn helm3() { check("helm3"); }
+        })*
+    };
+}
+
+example_tests! {
+    /// prefect-server, default: one Deployment that migrates on start.
+    prefect_server_default(h) {
+        let o = example_render(h, "default");
+        let out = ok(o);
+        let err = stderr(o);
         assert!(
             err.contains("profile prefect-server (chosen by chart name"),
-            "{}: stderr names the profile: {err}",
-            ctx("default")
+            "{h} default: stderr names the profile: {err}"
         );
-        check_prefect_server_example(&out, false, &ctx("default"));
-        if *h == "helm4" {
-            to_validate.push(out.clone());
-        }
-        rendered.insert((h, "default"), docs(&out));
+        check_prefect_server_example(&out, false, &format!("{h} default"));
+    }
 
-        // Separate services: the chart's own migration Job is replaced.
-        let out = ok(&o[1]);
-        let err = stderr(&o[1]);
+    /// Separate services: the chart's own migration Job is replaced.
+    prefect_server_separate_services(h) {
+        let o = example_render(h, "separate");
+        let out = ok(o);
+        let err = stderr(o);
         assert!(
             err.contains("removed the chart's own migration hook Job")
                 && err.contains("prefect-server-db-migrations"),
-            "{}: {err}",
-            ctx("separate")
+            "{h} separate: {err}"
         );
-        check_prefect_server_example(&out, true, &ctx("separate"));
-        if *h == "helm4" {
-            to_validate.push(out.clone());
-        }
-        rendered.insert((h, "separate"), docs(&out));
+        check_prefect_server_example(&out, true, &format!("{h} separate"));
+    }
 
-        // SQLite: exactly what this helm renders, and a note.
-        let out = ok(&o[2]);
-        let direct = ok(&o[3]);
-        assert!(
-            direct.contains("sqlite"),
-            "{}: the direct render is a SQLite one",
-            ctx("sqlite")
-        );
+    /// SQLite: exactly what this helm renders, and a note.
+    prefect_server_sqlite_passes_through(h) {
+        let o = example_render(h, "sqlite");
+        let out = ok(o);
+        let direct = ok(example_render(h, "sqlite-direct"));
+        assert!(direct.contains("sqlite"), "{h} sqlite: the direct render is a SQLite one");
         assert!(
             out == direct,
-            "{}: a SQLite render passes through byte-identical to `{h} template`",
-            ctx("sqlite")
+            "{h} sqlite: a SQLite render passes through byte-identical to `{h} template`"
         );
         assert!(
-            stderr(&o[2]).contains("no migration Job injected"),
-            "{}: {}",
-            ctx("sqlite"),
-            stderr(&o[2])
+            stderr(o).contains("no migration Job injected"),
+            "{h} sqlite: {}",
+            stderr(o)
         );
-        rendered.insert((h, "sqlite-direct"), vec![Value::String(direct)]);
+    }
 
-        // Customer-Managed 1.2.0.
-        let out = ok(&o[4]);
-        check_cloud(&out, &stderr(&o[4]), true, &ctx("prefect-cloud 1.2.0"));
-        if *h == "helm4" {
-            to_validate.push(out.clone());
-        }
-        rendered.insert((h, "cloud12"), docs(&out));
+    /// Customer-Managed 1.2.0.
+    prefect_cloud_1_2_0(h) {
+        let o = example_render(h, "cloud12");
+        check_cloud(&ok(o), &stderr(o), true, &format!("{h} prefect-cloud 1.2.0"));
+    }
 
-        // Broken Redis values: refused, naming the variable and the workload.
-        let err = fails(&o[5], 1);
+    /// Broken Redis values: refused, naming the variable and the workload.
+    prefect_cloud_broken_redis_values_are_refused(h) {
+        let err = fails(example_render(h, "broken-redis"), 1);
         assert!(
             err.contains("PREFECT_CLOUD_REDIS_CACHE_URL")
                 && err.contains("Deployment customer-managed-orion"),
-            "{}: {err}",
-            ctx("broken-redis")
+            "{h} broken-redis: {err}"
         );
-
-        // 0.8.2: no Redis requirement before 1.2.
-        let out = ok(&o[6]);
-        check_cloud(&out, &stderr(&o[6]), false, &ctx("prefect-cloud 0.8.2"));
-        if *h == "helm4" {
-            to_validate.push(out.clone());
-        }
-        rendered.insert((h, "cloud08"), docs(&out));
     }
-    // HELM_BIN really chose the helm: the two versions print differently...
+
+    /// 0.8.2: no Redis requirement before 1.2.
+    prefect_cloud_0_8_2(h) {
+        let o = example_render(h, "cloud08");
+        check_cloud(&ok(o), &stderr(o), false, &format!("{h} prefect-cloud 0.8.2"));
+    }
+}
+
+/// HELM_BIN really chose the helm: the two versions print different bytes.
+#[test]
+fn helm_bin_chooses_the_helm() {
     assert_ne!(
-        rendered[&("helm4", "sqlite-direct")],
-        rendered[&("helm3", "sqlite-direct")],
+        ok(example_render("helm4", "sqlite-direct")),
+        ok(example_render("helm3", "sqlite-direct")),
         "helm 4 and helm 3 print different bytes (helm 4 adds blank lines): if they ever agree, this check proves nothing"
     );
-    // ...and mean the same, with or without lockstep.
+}
+
+/// ...and mean the same, with or without lockstep.
+#[test]
+fn helm4_and_helm3_renders_mean_the_same() {
     for mode in ["default", "separate", "cloud12", "cloud08"] {
         assert_eq!(
-            rendered[&("helm4", mode)],
-            rendered[&("helm3", mode)],
+            docs(&ok(example_render("helm4", mode))),
+            docs(&ok(example_render("helm3", mode))),
             "{mode}: helm 4 and helm 3 renders differ in content"
         );
     }
-    // Equal in content, so validating helm 4's outputs covers helm 3's.
+}
+
+/// The example outputs validate; equal in content, so validating helm 4's covers helm 3's.
+#[test]
+fn example_outputs_validate() {
+    let outs: Vec<String> = ["default", "separate", "cloud12", "cloud08"]
+        .iter()
+        .map(|m| ok(example_render("helm4", m)))
+        .collect();
     validate_streams(
         "examples.yaml",
-        &to_validate.iter().map(String::as_str).collect::<Vec<_>>(),
+        &outs.iter().map(String::as_str).collect::<Vec<_>>(),
     );
 }
 

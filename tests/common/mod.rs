@@ -5,6 +5,10 @@
 #![allow(dead_code)]
 
 pub mod argocd_model;
+pub mod builder;
+
+#[allow(unused_imports)]
+pub use builder::{Ran, Test};
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
