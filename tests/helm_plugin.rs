@@ -199,6 +199,52 @@ impl Drop for Helm {
     }
 }
 
+/// `both_helms!(check: helm3_test, helm4_test)`: `check(3)` and `check(4)` as two tests.
+macro_rules! both_helms {
+    ($check:ident: $h3:ident, $h4:ident) => {
+        #[test]
+        fn $h3() {
+            $check(3);
+        }
+
+        #[test]
+        fn $h4() {
+            $check(4);
+        }
+    };
+}
+
+/// `lockstep CMD prefect PREFECT_CLOUD -n prefect -f PREFECT_CLOUD_VALUES EXTRA...`: the
+/// plugin's command line for the prefect-cloud release of the fake clusters.
+fn cloud_cmd<'a>(cmd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "lockstep",
+        cmd,
+        "prefect",
+        PREFECT_CLOUD,
+        "-n",
+        "prefect",
+        "-f",
+        PREFECT_CLOUD_VALUES,
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
+/// A plugin install whose cluster holds tests/fake-kube/prefect-releases.json (revision 1
+/// superseded 0.7.0, 2 deployed 0.8.2, 3 failed 1.2.0).
+fn with_prefect_releases(name: &str, major: u8, apps: bool) -> (Helm, FakeKube) {
+    let mut helm = Helm::new(name, major);
+    let kube = FakeKube::start(
+        &helm.root,
+        "prefect",
+        &repo().join("tests/fake-kube/prefect-releases.json"),
+        apps,
+    );
+    helm.use_cluster(&kube);
+    (helm, kube)
+}
+
 fn chmod_x(p: &Path) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
@@ -457,15 +503,7 @@ fn plugin_loads_and_templates_a_first_install(major: u8) {
     assert!(kube.writes().is_empty(), "{:?}", kube.writes());
 }
 
-#[test]
-fn helm3_plugin_loads_and_templates_a_first_install() {
-    plugin_loads_and_templates_a_first_install(3);
-}
-
-#[test]
-fn helm4_plugin_loads_and_templates_a_first_install() {
-    plugin_loads_and_templates_a_first_install(4);
-}
+both_helms!(plugin_loads_and_templates_a_first_install: helm3_plugin_loads_and_templates_a_first_install, helm4_plugin_loads_and_templates_a_first_install);
 
 // ---- coexistence with another plugin ------------------------------------------------------
 
@@ -508,15 +546,7 @@ fn loads_next_to_another_plugin(major: u8) {
     }
 }
 
-#[test]
-fn helm3_loads_lockstep_next_to_another_plugin() {
-    loads_next_to_another_plugin(3);
-}
-
-#[test]
-fn helm4_loads_lockstep_next_to_another_plugin() {
-    loads_next_to_another_plugin(4);
-}
+both_helms!(loads_next_to_another_plugin: helm3_loads_lockstep_next_to_another_plugin, helm4_loads_lockstep_next_to_another_plugin);
 
 // ---- Helm 4's post-renderer -----------------------------------------------------------------
 
@@ -622,25 +652,9 @@ fn helm4_post_renderer_adds_the_jobs_as_hooks() {
 // ---- the deployed release from the cluster --------------------------------------------------
 
 fn reads_the_newest_deployed_revision(major: u8) {
-    let mut helm = Helm::new("lookup", major);
     // Revision 1 superseded 0.7.0, 2 deployed 0.8.2, 3 failed 1.2.0.
-    let kube = FakeKube::start(
-        &helm.root,
-        "prefect",
-        &repo().join("tests/fake-kube/prefect-releases.json"),
-        false,
-    );
-    helm.use_cluster(&kube);
-    let out = helm.run(&[
-        "lockstep",
-        "template",
-        "prefect",
-        PREFECT_CLOUD,
-        "-n",
-        "prefect",
-        "-f",
-        PREFECT_CLOUD_VALUES,
-    ]);
+    let (helm, kube) = with_prefect_releases("lookup", major, false);
+    let out = helm.run(&cloud_cmd("template", &[]));
     let text = ok(&out, "helm lockstep template");
     assert!(
         stderr(&out).contains("deployed: release prefect revision 2"),
@@ -677,19 +691,7 @@ fn reads_the_newest_deployed_revision(major: u8) {
         "the failed revision 3 is skipped: {calls:?}"
     );
 
-    let plan = ok(
-        &helm.run(&[
-            "lockstep",
-            "plan",
-            "prefect",
-            PREFECT_CLOUD,
-            "-n",
-            "prefect",
-            "-f",
-            PREFECT_CLOUD_VALUES,
-        ]),
-        "plan",
-    );
+    let plan = ok(&helm.run(&cloud_cmd("plan", &[])), "plan");
     assert!(
         plan.starts_with("Upgrade plan for prefect-customer-managed from 0.8.2 to 1.2.0 (1 stop)"),
         "{plan}"
@@ -753,15 +755,7 @@ fn reads_the_newest_deployed_revision(major: u8) {
     assert!(kube.writes().is_empty(), "{:?}", kube.writes());
 }
 
-#[test]
-fn helm3_reads_the_newest_deployed_revision() {
-    reads_the_newest_deployed_revision(3);
-}
-
-#[test]
-fn helm4_reads_the_newest_deployed_revision() {
-    reads_the_newest_deployed_revision(4);
-}
+both_helms!(reads_the_newest_deployed_revision: helm3_reads_the_newest_deployed_revision, helm4_reads_the_newest_deployed_revision);
 
 fn refuses_a_skipped_release_before_helm_runs(major: u8) {
     let mut helm = Helm::new("refuse", major);
@@ -779,16 +773,7 @@ fn refuses_a_skipped_release_before_helm_runs(major: u8) {
     helm.use_cluster(&kube);
     for cmd in ["upgrade", "install", "template"] {
         helm.clear_calls();
-        let out = helm.run(&[
-            "lockstep",
-            cmd,
-            "prefect",
-            PREFECT_CLOUD,
-            "-n",
-            "prefect",
-            "-f",
-            PREFECT_CLOUD_VALUES,
-        ]);
+        let out = helm.run(&cloud_cmd(cmd, &[]));
         assert_eq!(
             out.status.code(),
             Some(3),
@@ -817,15 +802,7 @@ fn refuses_a_skipped_release_before_helm_runs(major: u8) {
     assert!(helm.tmp_entries().is_empty(), "{:?}", helm.tmp_entries());
 }
 
-#[test]
-fn helm3_refuses_a_skipped_release_before_helm_runs() {
-    refuses_a_skipped_release_before_helm_runs(3);
-}
-
-#[test]
-fn helm4_refuses_a_skipped_release_before_helm_runs() {
-    refuses_a_skipped_release_before_helm_runs(4);
-}
+both_helms!(refuses_a_skipped_release_before_helm_runs: helm3_refuses_a_skipped_release_before_helm_runs, helm4_refuses_a_skipped_release_before_helm_runs);
 
 // ---- install and upgrade through the temporary chart ----------------------------------------
 
@@ -992,41 +969,21 @@ fn helm_tool(helm: &Helm, name: &str, args: &[&str]) -> Output {
         .unwrap()
 }
 
-#[test]
-fn helm3_first_install_dry_run() {
-    first_install_dry_run(3);
-}
-
-#[test]
-fn helm4_first_install_dry_run() {
-    first_install_dry_run(4);
-}
+both_helms!(first_install_dry_run: helm3_first_install_dry_run, helm4_first_install_dry_run);
 
 fn upgrade_dry_run(major: u8) {
-    let mut helm = Helm::new("upgrade", major);
-    let kube = FakeKube::start(
-        &helm.root,
-        "prefect",
-        &repo().join("tests/fake-kube/prefect-releases.json"),
-        true,
-    );
-    helm.use_cluster(&kube);
-    let out = helm.run(&[
-        "lockstep",
+    let (helm, kube) = with_prefect_releases("upgrade", major, true);
+    let out = helm.run(&cloud_cmd(
         "upgrade",
-        "prefect",
-        PREFECT_CLOUD,
-        "-n",
-        "prefect",
-        "-f",
-        PREFECT_CLOUD_VALUES,
-        "--dry-run=client",
-        "--disable-openapi-validation",
-        "--timeout",
-        "10m",
-        "--wait",
-        "--atomic",
-    ]);
+        &[
+            "--dry-run=client",
+            "--disable-openapi-validation",
+            "--timeout",
+            "10m",
+            "--wait",
+            "--atomic",
+        ],
+    ));
     let text = ok(&out, "helm lockstep upgrade --dry-run=client");
     assert!(
         text.contains("REVISION: 4"),
@@ -1061,15 +1018,7 @@ fn upgrade_dry_run(major: u8) {
     assert!(helm.tmp_entries().is_empty(), "{:?}", helm.tmp_entries());
 }
 
-#[test]
-fn helm3_upgrade_dry_run() {
-    upgrade_dry_run(3);
-}
-
-#[test]
-fn helm4_upgrade_dry_run() {
-    upgrade_dry_run(4);
-}
+both_helms!(upgrade_dry_run: helm3_upgrade_dry_run, helm4_upgrade_dry_run);
 
 /// appVersion profile (generic), CRDs back in crds/, and helm's exit code and message.
 #[test]
