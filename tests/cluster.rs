@@ -306,13 +306,11 @@ fn noop_upgrade_runs_no_migration(major: u8) {
 }
 
 #[test]
-#[ignore = "needs issue 17 (defect 4): migrations re-run on a no-op upgrade"]
 fn noop_upgrade_runs_no_migration_helm3() {
     noop_upgrade_runs_no_migration(3);
 }
 
 #[test]
-#[ignore = "needs issue 17 (defect 4): migrations re-run on a no-op upgrade"]
 fn noop_upgrade_runs_no_migration_helm4() {
     noop_upgrade_runs_no_migration(4);
 }
@@ -364,13 +362,11 @@ fn rollback_then_upgrade_is_refused(major: u8) {
 }
 
 #[test]
-#[ignore = "needs issue 17 (defect 2): helm rollback re-applies the old record"]
 fn rollback_then_upgrade_is_refused_helm3() {
     rollback_then_upgrade_is_refused(3);
 }
 
 #[test]
-#[ignore = "needs issue 17 (defect 2): helm rollback re-applies the old record"]
 fn rollback_then_upgrade_is_refused_helm4() {
     rollback_then_upgrade_is_refused(4);
 }
@@ -407,13 +403,11 @@ fn uninstall_then_older_install_is_refused(major: u8) {
 }
 
 #[test]
-#[ignore = "needs issue 17 (defect 2): helm uninstall deletes the record"]
 fn uninstall_then_older_install_is_refused_helm3() {
     uninstall_then_older_install_is_refused(3);
 }
 
 #[test]
-#[ignore = "needs issue 17 (defect 2): helm uninstall deletes the record"]
 fn uninstall_then_older_install_is_refused_helm4() {
     uninstall_then_older_install_is_refused(4);
 }
@@ -492,7 +486,10 @@ fn customer_managed_ladder_helm4() {
 }
 
 /// After the ladder, an upgrade that changes only a value does not run update-orion again
-/// (a one-time step runs once per database, issue 17 defect 3), nor any migration.
+/// (a one-time step runs once per database, issue 17 defect 3), nor any migration. Under
+/// `helm lockstep` the render already leaves them out (helm's history says 1.2.0, and a
+/// `--from` that disagrees is refused), so this checks the end result, not the in-cluster
+/// one-time check itself (that one runs for real in tests/protocol.rs).
 fn one_time_step_runs_once(major: u8) {
     let Some(s) = Scenario::new("onetime", major) else {
         return;
@@ -517,13 +514,11 @@ fn one_time_step_runs_once(major: u8) {
 }
 
 #[test]
-#[ignore = "needs issue 17 (defect 3): update-orion runs on every sync until the next bump"]
 fn one_time_step_runs_once_helm3() {
     one_time_step_runs_once(3);
 }
 
 #[test]
-#[ignore = "needs issue 17 (defect 3): update-orion runs on every sync until the next bump"]
 fn one_time_step_runs_once_helm4() {
     one_time_step_runs_once(4);
 }
@@ -552,15 +547,15 @@ fn long_migration_without_timeout(major: u8) {
     assert_eq!(s.record().as_deref(), Some("1.2.0"));
 }
 
+// Named to sort first: libtest starts tests in name order, and these two take over five
+// minutes each, so started first they run beside the others instead of after them.
 #[test]
-#[ignore = "needs issue 17 (defect 5): helm's 300 s default hook timeout ends a longer migration"]
-fn long_migration_without_timeout_helm3() {
+fn a_long_migration_without_timeout_helm3() {
     long_migration_without_timeout(3);
 }
 
 #[test]
-#[ignore = "needs issue 17 (defect 5): helm's 300 s default hook timeout ends a longer migration"]
-fn long_migration_without_timeout_helm4() {
+fn a_long_migration_without_timeout_helm4() {
     long_migration_without_timeout(4);
 }
 
@@ -611,7 +606,6 @@ fn argocd_presync_gate_first() {
 /// Argo CD model, `--phase sync`: a refused upgrade applies nothing before the gate (issue 17
 /// defect 1: the objects moved to base-2 are applied before the gate at base-1).
 #[test]
-#[ignore = "needs issue 17 (defect 1): --phase sync applies objects before the gate"]
 fn argocd_sync_phase_nothing_before_the_gate() {
     let Some(s) = Scenario::new("argo-syncphase", 4) else {
         return;
@@ -636,4 +630,217 @@ fn argocd_sync_phase_nothing_before_the_gate() {
     );
     assert_eq!(snapshot(&s), before);
     assert_eq!(s.head().as_deref(), Some(HEAD_3_7_8));
+}
+
+/// What the step wrapper prints when a first install's migration failed and is retried.
+const RETRYING: &str = "attempt 1 of 31 on a first install (the database may still be starting)";
+
+/// `helm lockstep install` at 3.7.8 of prefect-server with the chart's bundled PostgreSQL
+/// (its user and database named after the scenario), which starts only once the migration's
+/// first attempt has failed (played by `argocd_sync::play_bundled_postgresql`): a Helm first
+/// install takes the sync phase (the migration is post-install, after the objects), and with
+/// no record the migration is retried every 10 s while the database starts (issue 17
+/// defect 6), without `--wait`: deployed, the bundled database at 3.7.8's head.
+fn first_install_with_a_slow_bundled_database(major: u8) {
+    let Some(s) = Scenario::new("bundled", major) else {
+        return;
+    };
+    let name = format!("{}_pg", s.db);
+    let mut args: Vec<String> = vec![];
+    for pair in s.prefect_server_values("3.7.8").chunks(2) {
+        if !pair[1].starts_with("postgresql.") && !pair[1].starts_with("externalDatabase.") {
+            args.extend_from_slice(pair);
+        }
+    }
+    for v in ["username", "database"] {
+        args.extend(["--set".to_owned(), format!("postgresql.auth.{v}={name}")]);
+    }
+    let (out, database) = std::thread::scope(|t| {
+        let db = t.spawn(|| {
+            argocd_sync::play_bundled_postgresql(
+                &s,
+                "prefect-postgresql",
+                std::time::Duration::from_secs(5),
+                Some(RETRYING),
+            )
+        });
+        let out = s.lockstep("install", scenario::PREFECT_SERVER, &args);
+        (out, db.join().unwrap())
+    });
+    s.ok(&out, "helm lockstep install with the bundled database");
+    assert_eq!(s.status(), "deployed");
+    let runs = ran(&s, 0, &["gate:0", "migrate-database:0"], "first install");
+    let migrate = output_of(&runs[1]);
+    assert!(
+        migrate.contains(RETRYING) && migrate.contains("Migrations succeeded"),
+        "the migration retried while the database started, then migrated:\n{migrate}\n{database:#?}"
+    );
+    let head = s
+        .env
+        .psql_ok(&name, "SELECT version_num FROM alembic_version");
+    assert_eq!(head, HEAD_3_7_8, "the bundled database is at 3.7.8's head");
+    assert_eq!(s.record().as_deref(), Some("3.7.8"));
+}
+
+#[test]
+fn first_install_with_a_slow_bundled_database_helm3() {
+    first_install_with_a_slow_bundled_database(3);
+}
+
+#[test]
+fn first_install_with_a_slow_bundled_database_helm4() {
+    first_install_with_a_slow_bundled_database(4);
+}
+
+/// The chart's bundled PostgreSQL instead of the external one (values YAML).
+const BUNDLED_DB: &str = "postgresql: {enabled: true}\n";
+
+/// Argo CD model, a first install whose render holds the database too (issue 13 item 4: the
+/// chart's bundled PostgreSQL, played by `argocd_sync::play_bundled_postgresql` as a database
+/// that takes 8 s to start, and the API).
+///
+/// * `presync` cannot work, and what happens is worse than a failure: the gate passes (no
+///   record), then the PreSync migration Job is created before anything of the Sync phase.
+///   Its ServiceAccount does not exist, so the Job controller cannot create its Pod
+///   (FailedCreate) and never sets `status.startTime`: the Job's `activeDeadlineSeconds`
+///   never starts, the Job stays Running, and the sync hangs (Argo CD has no sync timeout by
+///   default) until the user terminates it, with nothing else applied. lockstep says so in
+///   the Job's `lockstep.dev/first-install` annotation and on stderr.
+/// * What a user must do (README, First installs): the first sync with `phase: sync`. Then
+///   the gate runs first, the database and the Secrets are applied a wave earlier, Argo CD
+///   waits for the StatefulSet to be healthy, and the real 3.7.8 migration runs against it.
+/// * Later syncs may use `presync`: the 3.8.3 upgrade migrates the now-live database.
+#[test]
+fn argocd_first_install_with_the_bundled_database() {
+    let Some(s) = Scenario::new("argo-bundled", 4) else {
+        return;
+    };
+    let db = "server";
+    let head = |s: &Scenario| {
+        let t = s.env.psql_ok(
+            db,
+            "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alembic_version'",
+        );
+        (t == "1").then(|| s.env.psql_ok(db, "SELECT version_num FROM alembic_version"))
+    };
+    let pg = "prefect-postgresql";
+    let migrate = "prefect-migrate-database";
+
+    let presync = s.argocd_generate_with("3.7.8", "presync", BUNDLED_DB);
+    let job = presync
+        .iter()
+        .find(|d| d["kind"] == "Job" && d["metadata"]["name"] == migrate)
+        .expect("the migration Job");
+    let note = job["metadata"]["annotations"]["lockstep.dev/first-install"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        note.contains("Secret/prefect-server-postgresql-connection")
+            && note.contains("--phase sync"),
+        "lockstep tells the user what a presync first install needs: {note:?}"
+    );
+    let hung = argocd_sync::sync_until(
+        &s,
+        &presync,
+        &Operation::Full,
+        std::time::Duration::from_secs(40),
+    );
+    assert_eq!(
+        hung.applied(),
+        ["Job/prefect-lockstep-gate", &format!("Job/{migrate}")],
+        "a presync first install applies the gate and the migration, nothing of the Sync phase: {:#?}",
+        hung.log
+    );
+    assert!(
+        hung.failed
+            .as_deref()
+            .unwrap_or_default()
+            .starts_with("hung"),
+        "the sync hangs on the migration: {:#?}",
+        hung.log
+    );
+    assert!(
+        hung.log.contains(&format!(
+            "hung Job/{migrate}: running after 40s, status {{}}"
+        )),
+        "no Pod, no startTime: the Job's deadline never starts: {:#?}",
+        hung.log
+    );
+    let events = s.env.kubectl_ok(&[
+        "-n",
+        &s.ns,
+        "get",
+        "events",
+        "--field-selector",
+        &format!("involvedObject.name={migrate},reason=FailedCreate"),
+        "-o",
+        "jsonpath={.items[*].message}",
+    ]);
+    assert!(
+        events.contains("serviceaccount \"prefect-server\" not found"),
+        "the Job controller could not create the Pod: {events}"
+    );
+    assert_eq!(
+        s.run_summary(),
+        ["gate:0"],
+        "the gate passed, the migration never started"
+    );
+    assert!(s
+        .env
+        .kubectl(&["-n", &s.ns, "get", "statefulset", pg])
+        .stderr
+        .starts_with(b"Error from server (NotFound)"));
+    assert_eq!(s.record(), None);
+
+    let sync_phase = s.argocd_generate_with("3.7.8", "sync", BUNDLED_DB);
+    let (first, database) = std::thread::scope(|t| {
+        let db = t.spawn(|| {
+            argocd_sync::play_bundled_postgresql(&s, pg, std::time::Duration::from_secs(8), None)
+        });
+        let first = argocd_sync::sync(&s, &sync_phase, &Operation::Full);
+        (first, db.join().unwrap())
+    });
+    assert_eq!(first.failed, None, "{:#?}\n{database:#?}", first.log);
+    let at = |what: &str| {
+        first
+            .log
+            .iter()
+            .position(|l| l == what)
+            .unwrap_or_else(|| panic!("{what} in {:#?}", first.log))
+    };
+    assert_eq!(
+        first.applied()[0],
+        "Job/prefect-lockstep-gate",
+        "the gate first"
+    );
+    assert!(at("hook Job/prefect-lockstep-gate ok") < at(&format!("apply StatefulSet/{pg}")));
+    assert!(
+        at(&format!("healthy StatefulSet/{pg}")) < at(&format!("create Job/{migrate}")),
+        "the migration's wave starts once the database is healthy: {:#?}",
+        first.log
+    );
+    assert_eq!(
+        s.run_summary()[1..],
+        ["gate:0", "migrate-database:0"],
+        "{database:#?}"
+    );
+    assert_eq!(
+        head(&s).as_deref(),
+        Some(HEAD_3_7_8),
+        "real 3.7.8 migrated the bundled database"
+    );
+    assert_eq!(s.record().as_deref(), Some("3.7.8"));
+
+    let upgrade = argocd_sync::sync(
+        &s,
+        &s.argocd_generate_with("3.8.3", "presync", BUNDLED_DB),
+        &Operation::Full,
+    );
+    assert_eq!(upgrade.failed, None, "{:#?}", upgrade.log);
+    assert_eq!(
+        upgrade.applied()[..2],
+        ["Job/prefect-lockstep-gate", "Job/prefect-migrate-database"]
+    );
+    assert_eq!(head(&s).as_deref(), Some(HEAD_3_8_3));
+    assert_eq!(s.record().as_deref(), Some("3.8.3"));
 }

@@ -135,14 +135,20 @@ fn start() -> Option<Env> {
         .filter_map(|l| l.split_once('='))
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .collect();
+    let pg_port: u16 = vars["PG_PORT"].parse().unwrap();
     let runner = if existing.is_none() {
-        Some(start_runner(&dir))
+        Some(start_runner(&dir, pg_port))
     } else {
         None
     };
     let _ = writeln!(
         std::io::stderr(),
-        "cluster e2e: control plane, PostgreSQL, Redis{} up in {:.1}s ({})",
+        "cluster e2e: {}, PostgreSQL, Redis{} up in {:.1}s ({})",
+        if existing.is_some() {
+            "the LOCKSTEP_E2E_KUBECONFIG cluster"
+        } else {
+            "control plane"
+        },
         if runner.is_some() { ", pod runner" } else { "" },
         t0.elapsed().as_secs_f64(),
         dir.display()
@@ -150,7 +156,7 @@ fn start() -> Option<Env> {
     Some(Env {
         kubeconfig,
         runner,
-        pg_port: vars["PG_PORT"].parse().unwrap(),
+        pg_port,
         pg_superuser: vars["PG_SUPERUSER"].clone(),
         redis_port: vars["REDIS_PORT"].parse().unwrap(),
         redis_password: vars["REDIS_PASSWORD"].clone(),
@@ -166,7 +172,7 @@ pub fn prefect_bin(version: &str) -> PathBuf {
 
 // The runner lives as long as this process (it exits when --parent is gone): never waited for.
 #[allow(clippy::zombie_processes)]
-fn start_runner(dir: &Path) -> (PathBuf, u32) {
+fn start_runner(dir: &Path, pg_port: u16) -> (PathBuf, u32) {
     let kube = dir.join("kube");
     let cfg = std::fs::read_to_string(kube.join("kubeconfig")).unwrap();
     let server = cfg
@@ -208,6 +214,12 @@ fn start_runner(dir: &Path) -> (PathBuf, u32) {
             repo()
                 .join("tests/cluster/image/prefect-entrypoint.sh")
                 .display()
+        ))
+        // The chart's bundled PostgreSQL (`RELEASE-postgresql.NAMESPACE:5432` in its
+        // connection Secret) is played by the shared server (argocd_sync.rs).
+        .arg("--service")
+        .arg(format!(
+            r"\b[a-z0-9-]+-postgresql\.[a-z0-9-]+:5432\b=127.0.0.1:{pg_port}"
         ))
         .arg("--parent")
         .arg(std::process::id().to_string())

@@ -17,7 +17,10 @@ stay Pending. This program plays the kubelet's part for Pods owned by a Job, and
   each rewrite is logged;
 * FAKES, and logs: cluster DNS names (`*.svc`, `*.svc.cluster.local`) in env values become
   127.0.0.1 (the servers run on loopback); HOME, when it names a path that is neither mounted
-  nor present on the host, becomes a private directory; the termination-message file
+  nor present on the host, becomes a private directory; a Service that the tests play on
+  the host (--service REGEX=HOST:PORT, e.g. a bundled database's `NAME-postgresql.NS:5432`,
+  a short name a cluster's DNS search path would resolve) becomes that host and port in env
+  values; the termination-message file
   (`terminationMessagePath`, which the kubelet would mount) is a private file whose path is
   passed in LOCKSTEP_TERMINATION_LOG, the gate script's own override;
 * runs the containers (init containers first, then the others one after another) as host
@@ -85,6 +88,7 @@ class Runner:
         self.image_path = [(re.compile(p), d) for p, d in (x.split("=", 1) for x in args.image_path)]
         self.path = args.path
         self.image_files = dict(x.split("=", 1) for x in args.image_file)
+        self.services = [(re.compile(p), r) for p, r in (x.split("=", 1) for x in args.service)]
         self.log_file = open(args.log, "a", buffering=1)
         self.lock = threading.Lock()
         self.started = set()
@@ -155,6 +159,8 @@ class Runner:
             env[e["name"]] = v
         for k, v in list(env.items()):
             new = self.rewrite_path(v, rewrites)
+            for pattern, to in self.services:
+                new = pattern.sub(to, new)
             new = DNS.sub("127.0.0.1", new)
             if new != v:
                 shown = "(secret value)" if "@" in v or "PASSWORD" in k else f"{v} -> {new}"
@@ -453,6 +459,8 @@ def main():
     ap.add_argument("--path", action="append", default=[], metavar="DIR")
     ap.add_argument("--image-file", action="append", default=[], metavar="PATH=HOSTPATH",
                     help="a file of the image (an entrypoint) and its stand-in on the host")
+    ap.add_argument("--service", action="append", default=[], metavar="REGEX=HOST:PORT",
+                    help="a Service the tests play on the host: its address in env values")
     ap.add_argument("--parent", type=int, help="exit once this process is gone")
     Runner(ap.parse_args()).loop()
 

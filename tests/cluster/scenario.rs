@@ -33,9 +33,15 @@ impl Scenario {
     pub fn new(name: &str, major: u8) -> Option<Scenario> {
         let env = env()?;
         if !env.runner() {
-            eprintln!(
-                "cluster e2e: {name} skipped: it reads the pod runner's log (LOCKSTEP_KUBE_BIN)"
-            );
+            // Once per run, and past libtest's capture (eprintln! would be hidden).
+            static SAID: std::sync::Once = std::sync::Once::new();
+            SAID.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "cluster e2e: every scenario skipped on the LOCKSTEP_E2E_KUBECONFIG cluster: they read the pod runner's log, which only a LOCKSTEP_KUBE_BIN control plane starts"
+                );
+            });
             return None;
         }
         let ns = format!("{name}-h{major}");
@@ -135,6 +141,19 @@ impl Scenario {
     /// runs it: in the app directory of a repository (a copy of the chart beside it), with
     /// the app's env, helm 4. `phase` is lockstep.yaml's `phase`. Returns the documents.
     pub fn argocd_generate(&self, version: &str, phase: &str) -> Vec<serde_yaml::Value> {
+        let db = "postgresql: {enabled: false}\n\
+                  externalDatabase: {existingSecret: prefect-db, connectionStringSecretKey: url}\n";
+        self.argocd_generate_with(version, phase, db)
+    }
+
+    /// [`Self::argocd_generate`] with `database` (values YAML) choosing the database: the
+    /// external one, or the chart's bundled PostgreSQL (`postgresql: {enabled: true}`).
+    pub fn argocd_generate_with(
+        &self,
+        version: &str,
+        phase: &str,
+        database: &str,
+    ) -> Vec<serde_yaml::Value> {
         let repo_dir = self.env.dir.join(format!("argo-{}", self.ns));
         let app = repo_dir.join("apps/prefect");
         if !repo_dir.join("charts/prefect-server").exists() {
@@ -154,8 +173,7 @@ impl Scenario {
             app.join("values.yaml"),
             format!(
                 "global: {{prefect: {{image: {{prefectTag: \"{version}-python3.11\"}}}}}}\n\
-                 postgresql: {{enabled: false}}\n\
-                 externalDatabase: {{existingSecret: prefect-db, connectionStringSecretKey: url}}\n\
+                 {database}\
                  backgroundServices:\n  runAsSeparateDeployment: true\n  messaging:\n    redis: \
                  {{host: redis.data.svc, port: {}, db: {}, existingSecret: prefect-redis}}\n",
                 self.env.redis_port, self.redis_db
