@@ -16,7 +16,7 @@
 //! notes go into the stream as YAML comments instead.
 
 use crate::config::{self, AppConfig, Lock};
-use crate::inject::Phase;
+use crate::settings::{self, FrontEnd, Inputs, Layer};
 use crate::{gate, render, ChartInput, Input, Request};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
@@ -24,7 +24,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-/// What the plugin commands read, for `--help` (and kept in step with [`request`] by a test
+/// What the plugin commands read, for `--help` (and kept in step with [`build_request`] by a test
 /// that looks for every variable and parameter read there).
 pub const INPUTS: &str = "\
 Run by argocd-cmp-server in the app directory. What is read (first found wins):
@@ -51,29 +51,27 @@ Set on the sidecar:
   LOCKSTEP_REPO_USERNAME, LOCKSTEP_REPO_PASSWORD   credentials for a fetched chart
   GOGC, GOMEMLIMIT          given to helm as they are (default: GOGC=off GOMEMLIMIT=128MiB)";
 
-#[derive(clap::Subcommand)]
-pub enum Command {
-    /// Build chart dependencies when the chart needs them (offline when charts/ is vendored).
-    #[command(after_help = INPUTS)]
+/// One command of the plugin, as argocd-cmp-server runs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Build chart dependencies when the chart needs them.
     Init,
-    /// Print the manifests (the rendered chart with lockstep's hooks).
-    #[command(after_help = INPUTS)]
+    /// Print the manifests.
     Generate,
-    /// The dynamic parameters: what lockstep detected, as Argo CD parameter announcements.
-    #[command(after_help = INPUTS)]
+    /// The dynamic parameters, as Argo CD parameter announcements.
     Parameters,
 }
 
 /// The environment Argo CD gives a plugin command (a snapshot, for tests).
 pub type Env = BTreeMap<String, String>;
 
-pub fn main(cmd: Command, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
+pub fn main(cmd: Step, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
     let env: Env = std::env::vars().collect();
     let cwd = std::env::current_dir().context("cannot read the working directory")?;
     match cmd {
-        Command::Init => init(&cwd, &env, notes),
-        Command::Generate => generate(&cwd, &env, out, notes),
-        Command::Parameters => parameters(&cwd, &env, out, notes),
+        Step::Init => init(&cwd, &env, notes),
+        Step::Generate => generate(&cwd, &env, out, notes),
+        Step::Parameters => parameters(&cwd, &env, out, notes),
     }
 }
 
@@ -92,6 +90,16 @@ struct Params {
     strings: BTreeMap<String, String>,
     arrays: BTreeMap<String, Vec<String>>,
     maps: BTreeMap<String, BTreeMap<String, String>>,
+}
+
+impl Params {
+    /// A string parameter; empty counts as not set.
+    fn string(&self, name: &str) -> Option<&str> {
+        self.strings
+            .get(name)
+            .map(String::as_str)
+            .filter(|s| !s.is_empty())
+    }
 }
 
 fn params(env: &Env) -> Result<Params> {
@@ -129,7 +137,7 @@ fn params(env: &Env) -> Result<Params> {
 }
 
 /// The repository root: the working directory minus ARGOCD_APP_SOURCE_PATH.
-fn repo_root(cwd: &Path, env: &Env) -> PathBuf {
+fn checkout_root(cwd: &Path, env: &Env) -> PathBuf {
     if let Some(src) = get(env, "ARGOCD_APP_SOURCE_PATH") {
         let depth = Path::new(src)
             .components()
@@ -141,7 +149,7 @@ fn repo_root(cwd: &Path, env: &Env) -> PathBuf {
             }
         }
     }
-    config::repo_root(cwd)
+    config::enclosing_repository(cwd)
 }
 
 /// The release name from `ARGOCD_APP_NAME`, which is `<namespace>_<name>` for
@@ -150,10 +158,11 @@ pub fn release_from_app_name(app: &str) -> String {
     app.rsplit_once('_').map_or(app, |(_, n)| n).to_owned()
 }
 
-/// Builds the request from parameters, env, lockstep.yaml and defaults; with the pulled
-/// chart, when lockstep.yaml names one helm fetches (keep it while the request is used).
-pub fn request(cwd: &Path, env: &Env) -> Result<(Request, Option<crate::fetch::Pulled>)> {
-    let root = repo_root(cwd, env);
+/// Builds the request from parameters, env, lockstep.yaml, lockstep.lock and what Argo CD
+/// sets ([`settings::resolve`] applies the precedence); with the pulled chart, when
+/// lockstep.yaml names one helm fetches (keep it while the request is used).
+pub fn build_request(cwd: &Path, env: &Env) -> Result<(Request, Option<crate::fetch::Pulled>)> {
+    let root = checkout_root(cwd, env);
     let cfg_path = cwd.join(config::CONFIG_FILE);
     // A symlink counts as there (and must then stay inside the repository).
     let cfg = if std::fs::symlink_metadata(&cfg_path).is_ok() {
@@ -162,23 +171,95 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, Option<crate::fetch::P
         AppConfig::default()
     };
     let p = params(env)?;
-    let s = |name: &str| {
-        p.strings
-            .get(name)
-            .map(String::as_str)
-            .filter(|s| !s.is_empty())
-    };
-
     // A repository or OCI chart (`repo:`, `chart: oci://...`) is pulled once; the sidecar
     // has network. `pulled` keeps it on disk while the request lives.
     let (chart, pulled) = match cfg.chart_source(&root, cwd)? {
         Some(config::ChartSource::Path(p)) => (p, None),
-        Some(config::ChartSource::Fetch { chart, pull }) => {
-            let (path, pulled) = crate::fetch::resolve(&chart, &pull)?;
-            (path, pulled)
-        }
+        Some(config::ChartSource::Fetch { chart, pull }) => crate::fetch::resolve(&chart, &pull)?,
         None => (cwd.to_path_buf(), None),
     };
+    let mut inputs = Inputs::new(
+        FrontEnd::ArgoCd,
+        Input::Chart(chart_input(cwd, env, &root, &cfg, &p, chart)?),
+    );
+    inputs.repository = Some(root.clone());
+    inputs.profile_base = Some((root.clone(), cwd.to_path_buf()));
+    let s = |name: &str| p.string(name);
+    inputs.params = User {
+        release: s("release"),
+        namespace: None,
+        profile: s("profile"),
+        phase: s("phase"),
+        from: s("from"),
+        force_migrations: s("force-migrations"),
+    }
+    .layer()?;
+    inputs.env = User {
+        release: user_env(env, "RELEASE"),
+        namespace: user_env(env, "NAMESPACE"),
+        profile: user_env(env, "PROFILE"),
+        phase: user_env(env, "PHASE"),
+        from: user_env(env, "FROM"),
+        force_migrations: user_env(env, "FORCE_MIGRATIONS"),
+    }
+    .layer()?;
+    inputs.config = Layer::from_config(&cfg)?;
+    inputs.lock = Layer::from_lock(Lock::load_in(&root, &cwd.join(config::LOCK_FILE))?);
+    inputs.platform = Layer {
+        release: get(env, "ARGOCD_APP_NAME").map(release_from_app_name),
+        namespace: get(env, "ARGOCD_APP_NAMESPACE").map(str::to_owned),
+        ..Layer::default()
+    };
+    Ok((settings::resolve(inputs, &mut Vec::new())?, pulled))
+}
+
+/// The settings a user gives as parameters or as plugin env (`ARGOCD_ENV_LOCKSTEP_*`),
+/// as given.
+struct User<'a> {
+    release: Option<&'a str>,
+    namespace: Option<&'a str>,
+    profile: Option<&'a str>,
+    phase: Option<&'a str>,
+    from: Option<&'a str>,
+    force_migrations: Option<&'a str>,
+}
+
+impl User<'_> {
+    fn layer(&self) -> Result<Layer> {
+        let phase = self
+            .phase
+            .map(|ph| settings::parse_phase(ph).map_err(|e| anyhow!("parameter phase: {e}")))
+            .transpose()?;
+        let force_migrations = match self.force_migrations {
+            None | Some("") => None,
+            Some("false") => Some(false),
+            Some("true") => Some(true),
+            Some(other) => bail!("parameter force-migrations: {other:?} is not `true` or `false`"),
+        };
+        let owned = |s: Option<&str>| s.map(str::to_owned);
+        Ok(Layer {
+            release: owned(self.release),
+            namespace: owned(self.namespace),
+            profile: owned(self.profile),
+            phase,
+            from: owned(self.from),
+            force_migrations,
+            ..Layer::default()
+        })
+    }
+}
+
+/// The chart and what helm renders it with: values files (parameter, else plugin env, else
+/// lockstep.yaml), lockstep.yaml's `set` and the `helm-parameters`, and the cluster's
+/// capabilities Argo CD gives.
+fn chart_input(
+    cwd: &Path,
+    env: &Env,
+    root: &Path,
+    cfg: &AppConfig,
+    p: &Params,
+    chart: PathBuf,
+) -> Result<ChartInput> {
     let values: Vec<String> = match (p.arrays.get("values-files"), user_env(env, "VALUES_FILES")) {
         (Some(a), _) => a.clone(),
         (None, Some(e)) => e
@@ -190,7 +271,7 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, Option<crate::fetch::P
     };
     let values = values
         .iter()
-        .map(|v| config::inside(&root, cwd, v, "values file"))
+        .map(|v| config::inside(root, cwd, v, "values file"))
         .collect::<Result<Vec<_>>>()?;
     let params = p.maps.get("helm-parameters");
     let mut set_string: Vec<String> = Vec::new();
@@ -229,73 +310,18 @@ pub fn request(cwd: &Path, env: &Env) -> Result<(Request, Option<crate::fetch::P
                 .collect()
         })
         .unwrap_or_default();
-    let input = Input::Chart(ChartInput {
+    Ok(ChartInput {
         path: chart,
         values,
         set,
         set_string,
         kube_version: get(env, "KUBE_VERSION").map(str::to_owned),
         api_versions,
-    });
-    let mut req = Request::new(input);
-    req.repo_root = Some(root.clone());
-    req.release = s("release")
-        .or(user_env(env, "RELEASE"))
-        .map(str::to_owned)
-        .or_else(|| cfg.release.clone())
-        .or_else(|| get(env, "ARGOCD_APP_NAME").map(release_from_app_name));
-    req.namespace = user_env(env, "NAMESPACE")
-        .map(str::to_owned)
-        .or_else(|| cfg.namespace.clone())
-        .or_else(|| get(env, "ARGOCD_APP_NAMESPACE").map(str::to_owned));
-    req.profile = match s("profile").or(user_env(env, "PROFILE")) {
-        Some(p) => Some(resolve_profile(&root, cwd, p)?),
-        None => cfg
-            .profile
-            .as_deref()
-            .map(|p| resolve_profile(&root, cwd, p))
-            .transpose()?,
-    };
-    let phase = s("phase").or(user_env(env, "PHASE"));
-    req.phase = match phase {
-        Some(ph) => config::parse_phase(ph).map_err(|e| anyhow!("parameter phase: {e}"))?,
-        None => cfg.phase.unwrap_or(Phase::Presync),
-    };
-    req.force_migrations = match s("force-migrations").or(user_env(env, "FORCE_MIGRATIONS")) {
-        None | Some("" | "false") => false,
-        Some("true") => true,
-        Some(other) => bail!("parameter force-migrations: {other:?} is not `true` or `false`"),
-    };
-    req.api_workload = cfg
-        .api_workload
-        .as_deref()
-        .map(|w| {
-            w.parse()
-                .map_err(|e: String| anyhow!("lockstep.yaml apiWorkload: {e}"))
-        })
-        .transpose()?;
-    req.gate_image = cfg.gate_image.clone();
-    let lock = Lock::load_in(&root, &cwd.join(config::LOCK_FILE))?;
-    req.from = s("from")
-        .or(user_env(env, "FROM"))
-        .map(str::to_owned)
-        .or_else(|| lock.as_ref().map(|l| l.deployed.version.clone()));
-    req.from_image = lock.and_then(|l| l.deployed.image);
-    Ok((req, pulled))
-}
-
-/// A profile is a built-in name, or a file that must stay inside the repository.
-fn resolve_profile(root: &Path, cwd: &Path, p: &str) -> Result<String> {
-    if crate::profile::built_in(p).is_some() {
-        return Ok(p.to_owned());
-    }
-    Ok(config::inside(root, cwd, p, "profile file")?
-        .display()
-        .to_string())
+    })
 }
 
 fn generate(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
-    let (req, _pulled) = request(cwd, env)?;
+    let (req, _pulled) = build_request(cwd, env)?;
     let mut buf = Vec::new();
     crate::run(&req, &mut buf, notes)?;
     if buf.iter().all(u8::is_ascii_whitespace) {
@@ -311,7 +337,7 @@ fn generate(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String>)
 }
 
 fn init(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<()> {
-    let (req, _pulled) = request(cwd, env)?;
+    let (req, _pulled) = build_request(cwd, env)?;
     let Input::Chart(chart) = &req.input else {
         return Ok(());
     };
@@ -331,7 +357,10 @@ fn init(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<()> {
         #[serde(default)]
         dependencies: Vec<Dep>,
     }
-    let root = req.repo_root.clone().unwrap_or_else(|| repo_root(cwd, env));
+    let root = req
+        .repository
+        .clone()
+        .unwrap_or_else(|| checkout_root(cwd, env));
     // Nothing helm reads may lead out of the repository, before it reads anything.
     crate::guard::chart_tree(&root, &chart.path)?;
     let text = config::read_inside(&root, &chart.path.join("Chart.yaml"), "Chart.yaml")
@@ -424,7 +453,7 @@ fn parameters(cwd: &Path, env: &Env, out: &mut dyn Write, notes: &mut Vec<String
 }
 
 fn detect(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<Vec<Announcement>> {
-    let (req, _pulled) = request(cwd, env)?;
+    let (req, _pulled) = build_request(cwd, env)?;
     let rendered = crate::obtain(&req, notes)?;
     let a = crate::analyze(&req, &rendered.text, &rendered.origin, notes)?;
     let mut list = vec![

@@ -53,30 +53,6 @@ pub struct AppConfig {
     pub gate_image: Option<String>,
 }
 
-impl<'de> Deserialize<'de> for Phase {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let s = String::deserialize(d)?;
-        parse_phase(&s).map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for Phase {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(match self {
-            Phase::Presync => "presync",
-            Phase::Sync => "sync",
-        })
-    }
-}
-
-pub fn parse_phase(s: &str) -> Result<Phase, String> {
-    match s {
-        "presync" => Ok(Phase::Presync),
-        "sync" => Ok(Phase::Sync),
-        other => Err(format!("phase {other:?} is not `presync` or `sync`")),
-    }
-}
-
 impl AppConfig {
     /// Reads `path`, which must stay inside the repository above it (see [`read_inside`]).
     pub fn load(path: &Path) -> Result<AppConfig> {
@@ -210,12 +186,12 @@ impl Lock {
         Ok(Some(lock))
     }
 
-    pub fn write(&self, path: &Path) -> Result<()> {
-        let text = format!(
+    /// The file's text, as `lockstep bump` writes it.
+    pub fn to_text(&self) -> Result<String> {
+        Ok(format!(
             "# Written by `lockstep bump`: the release this app runs now. The next render must be\n# reachable from it. Commit this file with the change to lockstep.yaml.\n{}",
             serde_yaml::to_string(self)?
-        );
-        std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+        ))
     }
 }
 
@@ -228,7 +204,7 @@ fn root_of(path: &Path) -> Result<PathBuf> {
     let dir = dir
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", dir.display()))?;
-    Ok(repo_root(&dir))
+    Ok(enclosing_repository(&dir))
 }
 
 /// Reads a file lockstep itself opens (`lockstep.yaml`, `lockstep.lock`): it is
@@ -255,7 +231,7 @@ pub fn read_inside(root: &Path, path: &Path, what: &str) -> Result<String> {
 }
 
 /// The repository root above `dir`: the nearest ancestor with `.git`, else `dir`.
-pub fn repo_root(dir: &Path) -> PathBuf {
+pub fn enclosing_repository(dir: &Path) -> PathBuf {
     dir.ancestors()
         .find(|d| d.join(".git").exists())
         .unwrap_or(dir)
@@ -312,6 +288,66 @@ pub fn inside(root: &Path, base: &Path, user: &str, what: &str) -> Result<PathBu
         bail!("{what} {user:?} resolves outside the repository ({}): values files and charts must stay inside the repository", resolved.display());
     }
     Ok(resolved)
+}
+
+/// Writes every `(path, text)` or none: each text goes to a temporary file beside its
+/// path first, then the temporary files are renamed over the paths in order. When a
+/// rename fails, the files already renamed get their old text back (or are removed when
+/// they did not exist), so a failure anywhere leaves every path as it was.
+pub fn write_all_or_none(files: &[(&Path, String)]) -> Result<()> {
+    write_all_or_none_with(files, |from, to| std::fs::rename(from, to))
+}
+
+/// [`write_all_or_none`] with the rename step given (a test makes it fail).
+fn write_all_or_none_with(
+    files: &[(&Path, String)],
+    rename: impl Fn(&Path, &Path) -> std::io::Result<()>,
+) -> Result<()> {
+    let temp = |p: &Path| {
+        let mut name = p.file_name().unwrap_or_default().to_os_string();
+        name.push(format!(".lockstep-{}.tmp", std::process::id()));
+        p.with_file_name(name)
+    };
+    let remove_temps = || {
+        for (p, _) in files {
+            let _ = std::fs::remove_file(temp(p));
+        }
+    };
+    let mut old: Vec<Option<Vec<u8>>> = Vec::new();
+    for (p, text) in files {
+        old.push(std::fs::read(p).ok());
+        if let Err(e) = std::fs::write(temp(p), text) {
+            remove_temps();
+            return Err(e).with_context(|| {
+                format!("cannot write {}: nothing was changed", temp(p).display())
+            });
+        }
+    }
+    for (i, (p, _)) in files.iter().enumerate() {
+        if let Err(e) = rename(&temp(p), p) {
+            remove_temps();
+            let mut undone = Vec::new();
+            for ((done, _), before) in files[..i].iter().zip(&old) {
+                let restored = match before {
+                    Some(bytes) => std::fs::write(done, bytes),
+                    None => std::fs::remove_file(done),
+                };
+                if restored.is_err() {
+                    undone.push(done.display().to_string());
+                }
+            }
+            let state = if undone.is_empty() {
+                "nothing was changed".to_owned()
+            } else {
+                format!(
+                    "{} could not be restored: restore it from git",
+                    undone.join(", ")
+                )
+            };
+            return Err(e).with_context(|| format!("cannot replace {}: {state}", p.display()));
+        }
+    }
+    Ok(())
 }
 
 /// Rewrites the `version:` line of a lockstep.yaml text, keeping everything else.
@@ -372,6 +408,46 @@ mod tests {
             assert!(err.contains("outside the repository"), "{err}");
         }
         std::fs::remove_dir_all(&root).unwrap();
+    }
+
+    #[test]
+    fn all_or_none() {
+        let dir = std::env::temp_dir().join(format!("lockstep-both-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (a, b) = (dir.join("a"), dir.join("b"));
+        std::fs::write(&b, "old b").unwrap();
+        let files = [
+            (a.as_path(), "new a".to_owned()),
+            (b.as_path(), "new b".to_owned()),
+        ];
+        // The second rename fails: the first file, new before, is removed again.
+        let second = |from: &Path, to: &Path| {
+            if to == b {
+                Err(std::io::Error::other("refused"))
+            } else {
+                std::fs::rename(from, to)
+            }
+        };
+        let err = format!("{:#}", write_all_or_none_with(&files, second).unwrap_err());
+        assert!(
+            err.contains("cannot replace") && err.contains("nothing was changed"),
+            "{err}"
+        );
+        assert!(!a.exists());
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "old b");
+        // Now the first exists and the second fails: the first gets its old text back.
+        std::fs::write(&a, "old a").unwrap();
+        write_all_or_none_with(&files, second).unwrap_err();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "old a");
+        assert_eq!(
+            std::fs::read_dir(&dir).unwrap().count(),
+            2,
+            "no temporary file is left"
+        );
+        write_all_or_none(&files).unwrap();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "new a");
+        assert_eq!(std::fs::read_to_string(&b).unwrap(), "new b");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

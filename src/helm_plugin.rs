@@ -20,14 +20,13 @@
 //!
 //! It owns no stage: rendering, locating, gating and injecting are the pipeline's.
 
-use crate::config;
 use crate::fetch::TempDir;
 use crate::inject::Phase;
 use crate::locate::{self, WorkloadRef};
-use crate::profile::{self, Profile, VersionSource};
+use crate::profile::{Profile, VersionSource};
+use crate::settings::{self, ClusterRelease, FrontEnd, Inputs, Layer, Setting};
 use crate::{exit, gate, render, source, stream, ChartInput, Input, Request};
 use anyhow::{anyhow, bail, Context, Result};
-use semver::Version;
 use serde::Deserialize;
 use std::ffi::OsString;
 use std::io::Write;
@@ -277,7 +276,7 @@ pub fn parse(args: &[String]) -> std::result::Result<Parsed, String> {
             }
             "--phase" => {
                 let v = value("presync or sync")?;
-                inv.phase = Some(config::parse_phase(&v).map_err(|e| format!("--phase: {e}"))?);
+                inv.phase = Some(settings::parse_phase(&v).map_err(|e| format!("--phase: {e}"))?);
             }
             "--from" => inv.from = Some(value("the deployed release's version")?),
             "--from-image" => inv.from_image = Some(value("an image")?),
@@ -376,11 +375,8 @@ pub fn parse(args: &[String]) -> std::result::Result<Parsed, String> {
             ))
         }
     }
-    if inv.release.len() > 53 || !profile::is_dns_label(&inv.release) {
-        return Err(format!(
-            "release name {:?} is not valid: helm release names are lower-case DNS labels (a-z, 0-9, '-') of at most 53 characters",
-            inv.release
-        ));
+    if let Some(problem) = settings::release_name_problem(&inv.release) {
+        return Err(problem);
     }
     // Flags that belong to other commands.
     for b in &inv.behaviour {
@@ -501,18 +497,17 @@ pub fn main(args: &[String], notes: &mut Vec<String>) -> Result<()> {
             return Ok(());
         }
         Ok(Parsed::Run(inv)) => inv,
-        Err(msg) => usage_exit(&msg),
+        Err(msg) => return Err(usage(&msg)),
     };
     // A chart not on disk is pulled once; `_pulled` keeps it until helm is done with it.
     let mut inv = inv;
     let (path, _pulled) = crate::fetch::resolve(&inv.chart.to_string_lossy(), &inv.pull)?;
     inv.pulled = _pulled.is_some();
     inv.chart = path;
-    let conn = Connection::from_env(&inv);
     let helm = render::helm_bin()?;
     match inv.command.expect("parse sets the command") {
         Command::Template => {
-            let req = request(&helm, &inv, &conn, notes)?;
+            let req = build_request(&helm, &inv, notes)?;
             let mut buf = Vec::new();
             crate::run(&req, &mut buf, notes)?;
             let mut out = std::io::stdout().lock();
@@ -520,14 +515,14 @@ pub fn main(args: &[String], notes: &mut Vec<String>) -> Result<()> {
             out.flush()?;
             Ok(())
         }
-        Command::Plan => plan(&helm, &inv, &conn, notes),
-        Command::Install | Command::Upgrade => deploy(&helm, &inv, &conn, notes),
+        Command::Plan => plan(&helm, &inv, notes),
+        Command::Install | Command::Upgrade => deploy(&helm, &inv, notes),
     }
 }
 
-fn usage_exit(msg: &str) -> ! {
-    eprintln!("lockstep: error: {msg}\n\n{USAGE}");
-    std::process::exit(exit::USAGE)
+/// A usage error (exit 2): the message, then the usage.
+fn usage(msg: &str) -> anyhow::Error {
+    exit::Usage(format!("{msg}\n\n{USAGE}")).into()
 }
 
 /// Where the release lives: the namespace and kube context helm was given.
@@ -538,10 +533,11 @@ pub struct Connection {
 }
 
 impl Connection {
-    fn from_env(inv: &Invocation) -> Connection {
-        let env = |k: &str| std::env::var(k).ok().filter(|s| !s.is_empty());
+    /// The namespace as the settings resolve it; the kube context (no setting of the
+    /// render) from `--kube-context`, else helm's HELM_KUBECONTEXT.
+    fn new(namespace: Option<String>, inv: &Invocation) -> Connection {
         Connection {
-            namespace: inv.namespace.clone().or_else(|| env("HELM_NAMESPACE")),
+            namespace,
             kube_context: inv.kube_context.clone().or_else(|| env("HELM_KUBECONTEXT")),
         }
     }
@@ -627,33 +623,6 @@ pub fn pick(history: &[Revision]) -> Pick {
     }
 }
 
-/// The deployed release as lockstep needs it.
-#[derive(Debug, Clone)]
-pub struct Deployed {
-    pub revision: u64,
-    pub chart: String,
-    pub version: Version,
-    pub image: Option<String>,
-}
-
-/// The chart's metadata and the profile the pipeline will use for it.
-fn chart_and_profile(inv: &Invocation) -> Result<(source::ChartMeta, Profile)> {
-    let meta = source::read_chart(&inv.chart)?.meta;
-    let profile = match &inv.profile {
-        Some(spec) => profile::load(spec)?,
-        None => {
-            profile::detect(
-                &meta.name,
-                meta.annotations
-                    .get(profile::PROFILE_ANNOTATION)
-                    .map(String::as_str),
-            )?
-            .0
-        }
-    };
-    Ok((meta, profile))
-}
-
 /// Reads the deployed release from the cluster. None: nothing was ever deployed (first install).
 pub fn lookup(
     helm: &Path,
@@ -663,7 +632,7 @@ pub fn lookup(
     profile: &Profile,
     api_workload: Option<&WorkloadRef>,
     notes: &mut Vec<String>,
-) -> Result<Option<Deployed>> {
+) -> Result<Option<ClusterRelease>> {
     let mut args: Vec<OsString> = vec!["history".into(), release.into(), "--output=json".into()];
     args.extend(conn.args());
     let out = render::output(helm, &args, "helm history")?;
@@ -736,21 +705,16 @@ pub fn lookup(
         )?),
         _ => None,
     };
-    let (what, text) = match profile.releases.version_from {
-        VersionSource::ChartVersion => ("chart version", meta.version.clone()),
-        VersionSource::AppVersion => (
-            "chart appVersion",
-            meta.app_version.clone().unwrap_or_default(),
-        ),
-        VersionSource::ImageTag => (
-            "API image tag",
-            image
-                .as_deref()
-                .map(locate::ImageRef::parse)
-                .and_then(|i| i.tag)
-                .unwrap_or_default(),
-        ),
+    let tag = image
+        .as_deref()
+        .map(locate::ImageRef::parse)
+        .and_then(|i| i.tag);
+    let fields = settings::ReleaseFields {
+        chart_version: &meta.version,
+        app_version: meta.app_version.as_deref(),
+        image_tag: tag.as_deref(),
     };
+    let (what, text) = settings::release_field(profile, fields);
     let version = gate::parse_version(&text).ok_or_else(|| {
         anyhow!(
             "cannot tell which release is deployed: the {what} {text:?} of release {release} revision {revision} is not a version (profile {} reads releases.versionFrom: {what})",
@@ -763,7 +727,8 @@ pub fn lookup(
         meta.version,
         conn.describe()
     ));
-    Ok(Some(Deployed {
+    Ok(Some(ClusterRelease {
+        release: release.to_owned(),
         revision,
         chart: meta.chart,
         version,
@@ -811,19 +776,53 @@ fn deployed_image(
     Ok(api.image.full)
 }
 
-/// The request for the pipeline, with the deployed release from the cluster (or --from).
-fn request(
-    helm: &Path,
-    inv: &Invocation,
-    conn: &Connection,
-    notes: &mut Vec<String>,
-) -> Result<Request> {
-    let (meta, profile) = chart_and_profile(inv)?;
+/// Gathers the flags, HELM_NAMESPACE and the deployed release (from the cluster, unless
+/// `--from` names it for template and plan) for the settings layer.
+fn build_request(helm: &Path, inv: &Invocation, notes: &mut Vec<String>) -> Result<Request> {
+    let cmd = inv.command.expect("parsed");
+    let mut inputs = Inputs::new(
+        FrontEnd::HelmPlugin {
+            plan: cmd == Command::Plan,
+        },
+        Input::Chart(ChartInput {
+            path: inv.chart.clone(),
+            values: inv.values.clone(),
+            set: inv.set.clone(),
+            set_string: inv.set_string.clone(),
+            kube_version: inv.kube_version.clone(),
+            api_versions: inv.api_versions.clone(),
+        }),
+    );
+    inputs.flags = Layer {
+        release: Some(inv.release.clone()),
+        namespace: inv.namespace.clone(),
+        profile: inv.profile.clone(),
+        api_workload: inv.api_workload.clone(),
+        phase: inv.phase,
+        job_template: inv.job_template.clone(),
+        gate_image: inv.gate_image.clone(),
+        from: inv.from.clone(),
+        from_image: inv.from_image.clone(),
+        allow_downgrade: Some(inv.allow_downgrade),
+        force_migrations: Some(inv.force_migrations),
+        downgrade_revisions: Some(inv.downgrade_revisions.clone()),
+    };
+    inputs.platform.namespace = env("HELM_NAMESPACE");
+    let namespace = inputs.pick(Setting::Namespace, |l| l.namespace);
+    let conn = Connection::new(namespace.map(|(_, ns)| ns), inv);
+    let meta = source::read_chart(&inv.chart)?.meta;
+    let root = crate::chart_repository(None, &inv.chart)?;
+    let chart = settings::ChartAt {
+        meta: &meta,
+        root: &root,
+        path: &inv.chart,
+    };
+    // The pipeline notes its choice of profile; the same choice here is not noted twice.
+    let profile = settings::choose_profile(inv.profile.as_deref(), Some(chart), &mut Vec::new())?;
     if !inv.pulled {
         crate::fetch::check_version(&inv.chart, inv.pull.version.as_deref(), &meta)?;
     }
-    let cmd = inv.command.expect("parsed");
-    let deployed = if inv.from.is_some() && !cmd.deploys() {
+    inputs.cluster = if inv.from.is_some() && !cmd.deploys() {
         notes.push(format!(
             "the deployed release is {} (--from); the cluster was not asked",
             inv.from.as_deref().unwrap_or_default()
@@ -832,7 +831,7 @@ fn request(
     } else {
         let mut d = lookup(
             helm,
-            conn,
+            &conn,
             &inv.release,
             &meta,
             &profile,
@@ -846,7 +845,7 @@ fn request(
         {
             d.image = Some(deployed_image(
                 helm,
-                conn,
+                &conn,
                 &inv.release,
                 d.revision,
                 &profile,
@@ -855,65 +854,17 @@ fn request(
         }
         d
     };
-    let from = match (&deployed, &inv.from) {
-        (Some(d), Some(f)) => {
-            let fv = gate::parse_version(f)
-                .ok_or_else(|| anyhow!("--from {f:?} is not a version (e.g. 0.8.2)"))?;
-            if fv != d.version {
-                bail!(
-                    "--from {f} disagrees with the cluster: release {} revision {} is {} {}.\n  fix: drop --from: install and upgrade read the deployed release from the cluster",
-                    inv.release,
-                    d.revision,
-                    d.chart,
-                    d.version
-                );
-            }
-            Some(d.version.to_string())
-        }
-        (Some(d), None) => Some(d.version.to_string()),
-        (None, f) => f.clone(),
-    };
-    let first_install = from.is_none();
-    let phase = match inv.phase {
-        Some(p) => p,
-        None if first_install && cmd != Command::Plan => {
-            notes.push(format!(
-                "first install of {}: the migration Jobs run post-install (--phase sync), once the Secrets and ServiceAccounts they use exist; pass --phase presync to run them before",
-                inv.release
-            ));
-            Phase::Sync
-        }
-        None => Phase::Presync,
-    };
-    let mut req = Request::new(Input::Chart(ChartInput {
-        path: inv.chart.clone(),
-        values: inv.values.clone(),
-        set: inv.set.clone(),
-        set_string: inv.set_string.clone(),
-        kube_version: inv.kube_version.clone(),
-        api_versions: inv.api_versions.clone(),
-    }));
-    req.release = Some(inv.release.clone());
-    req.namespace = conn.namespace.clone();
-    req.profile = inv.profile.clone();
-    req.api_workload = inv.api_workload.clone();
-    req.phase = phase;
-    req.job_template = inv.job_template.clone();
-    req.from = from;
-    req.from_image = inv
-        .from_image
-        .clone()
-        .or_else(|| deployed.and_then(|d| d.image));
-    req.allow_downgrade = inv.allow_downgrade;
-    req.force_migrations = inv.force_migrations;
-    req.downgrade_revisions = crate::parse_downgrade_revisions(&inv.downgrade_revisions)?;
-    req.gate_image = inv.gate_image.clone();
-    Ok(req)
+    settings::resolve(inputs, notes)
+}
+
+/// A variable of helm's plugin environment; empty counts as not set.
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|s| !s.is_empty())
 }
 
 /// `helm lockstep plan`: the stops from the deployed release to the chart's.
-fn plan(helm: &Path, inv: &Invocation, conn: &Connection, notes: &mut Vec<String>) -> Result<()> {
-    let req = request(helm, inv, conn, notes)?;
+fn plan(helm: &Path, inv: &Invocation, notes: &mut Vec<String>) -> Result<()> {
+    let req = build_request(helm, inv, notes)?;
     // The target as the pipeline reads it; the gate's verdict is the plan's to explain.
     let target_req = Request {
         from: None,
@@ -1010,14 +961,18 @@ pub fn write_chart(dir: &Path, chart_yaml: &str, stream: &str) -> Result<PathBuf
     };
     let root = dir.join(safe);
     let (crds, manifests) = split_crds(stream)?;
-    std::fs::create_dir_all(root.join("templates"))?;
-    std::fs::create_dir_all(root.join("lockstep"))?;
-    std::fs::write(root.join("Chart.yaml"), crate::yaml::to_string_of(&meta)?)?;
-    std::fs::write(root.join("templates/lockstep.yaml"), TEMPLATE)?;
-    std::fs::write(root.join("lockstep/manifests.yaml"), manifests)?;
+    let write = |file: &str, text: &str| -> Result<()> {
+        let path = root.join(file);
+        let dir = path.parent().unwrap_or(&root);
+        std::fs::create_dir_all(dir)
+            .and_then(|()| std::fs::write(&path, text))
+            .with_context(|| format!("cannot write the temporary chart's {}", path.display()))
+    };
+    write("Chart.yaml", &crate::yaml::to_string_of(&meta)?)?;
+    write("templates/lockstep.yaml", TEMPLATE)?;
+    write("lockstep/manifests.yaml", &manifests)?;
     if !crds.is_empty() {
-        std::fs::create_dir_all(root.join("crds"))?;
-        std::fs::write(root.join("crds/lockstep-crds.yaml"), crds)?;
+        write("crds/lockstep-crds.yaml", &crds)?;
     }
     Ok(root)
 }
@@ -1072,13 +1027,14 @@ pub fn hook_timeout(stream: &str) -> Result<Option<i64>> {
 }
 
 /// `helm lockstep install|upgrade`.
-fn deploy(helm: &Path, inv: &Invocation, conn: &Connection, notes: &mut Vec<String>) -> Result<()> {
+fn deploy(helm: &Path, inv: &Invocation, notes: &mut Vec<String>) -> Result<()> {
     let cmd = inv.command.expect("parsed");
     let flags = match helm_flags(&inv.behaviour, helm_major(helm)?) {
         Ok(f) => f,
-        Err(msg) => usage_exit(&msg),
+        Err(msg) => return Err(usage(&msg)),
     };
-    let req = request(helm, inv, conn, notes)?;
+    let req = build_request(helm, inv, notes)?;
+    let conn = Connection::new(req.namespace.clone(), inv);
     let mut buf = Vec::new();
     crate::run(&req, &mut buf, notes)?;
     let stream = String::from_utf8(buf).context("the final stream is not UTF-8")?;
@@ -1137,7 +1093,7 @@ fn deploy(helm: &Path, inv: &Invocation, conn: &Connection, notes: &mut Vec<Stri
     drop(tmp);
     let status = status?;
     if !status.success() {
-        std::process::exit(status.code().unwrap_or(exit::ERROR));
+        return Err(exit::Passed(status.code().unwrap_or(exit::ERROR)).into());
     }
     Ok(())
 }

@@ -30,7 +30,8 @@ use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// When the migration Jobs run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Argo CD PreSync / Helm pre-install,pre-upgrade: before anything changes.
     #[default]

@@ -29,6 +29,7 @@ pub mod inject;
 pub mod locate;
 pub mod profile;
 pub mod render;
+pub mod settings;
 pub mod source;
 pub mod stream;
 pub mod template;
@@ -46,21 +47,54 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
 
-/// Exit codes, as documented in the README and `--help`.
+/// Exit codes, as documented in the README and `--help`, and the errors that carry one
+/// other than [`ERROR`](exit::ERROR): the library returns them, only `main` exits.
 pub mod exit {
     pub const OK: i32 = 0;
     pub const ERROR: i32 = 1;
     pub const USAGE: i32 = 2;
     pub const GATE: i32 = 3;
+
+    /// A command line lockstep cannot run (exit 2); the message is shown as it is.
+    #[derive(Debug)]
+    pub struct Usage(pub String);
+
+    /// A tool lockstep handed the terminal to (helm install|upgrade) failed: its messages
+    /// are shown already, and lockstep exits with its code.
+    #[derive(Debug)]
+    pub struct Passed(pub i32);
+
+    impl std::fmt::Display for Usage {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(&self.0)
+        }
+    }
+
+    impl std::fmt::Display for Passed {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "exit code {}", self.0)
+        }
+    }
+
+    impl std::error::Error for Usage {}
+    impl std::error::Error for Passed {}
 }
 
-/// The exit code for an error: 3 for a gate refusal, else 1.
+/// The exit code for an error: 3 for a gate refusal, 2 for a usage error, a tool's own
+/// code when it was passed through, else 1.
 pub fn exit_code(err: &anyhow::Error) -> i32 {
-    if err.chain().any(|e| e.is::<Refusal>()) {
-        exit::GATE
-    } else {
-        exit::ERROR
+    for e in err.chain() {
+        if e.is::<Refusal>() {
+            return exit::GATE;
+        }
+        if e.is::<exit::Usage>() {
+            return exit::USAGE;
+        }
+        if let Some(exit::Passed(code)) = e.downcast_ref::<exit::Passed>() {
+            return *code;
+        }
     }
+    exit::ERROR
 }
 
 /// A chart to render with helm.
@@ -99,7 +133,7 @@ pub struct Request {
     pub gate_image: Option<String>,
     /// The repository the chart and every file it reads must stay in; default: the
     /// nearest directory above the chart holding `.git`, else the chart's own.
-    pub repo_root: Option<PathBuf>,
+    pub repository: Option<PathBuf>,
     /// Run the migrations even when the release record says they are done.
     pub force_migrations: bool,
 }
@@ -119,7 +153,7 @@ impl Request {
             allow_downgrade: false,
             downgrade_revisions: BTreeMap::new(),
             gate_image: None,
-            repo_root: None,
+            repository: None,
             force_migrations: false,
         }
     }
@@ -237,7 +271,7 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
         }),
         Input::Chart(c) => {
             let helm = render::helm_bin()?;
-            let root = chart_root(req, &c.path)?;
+            let root = chart_repository(req.repository.as_deref(), &c.path)?;
             if c.path.is_dir() {
                 // Before helm reads a byte of it: helm follows symlinks.
                 guard::chart_tree(&root, &c.path)?;
@@ -260,7 +294,12 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
             // helm renders while the profile, the values and the gate are worked out
             // here; an error in them stops helm (dropping `rendering` kills it).
             let rendering = render::template(&helm, &args)?;
-            let profile = choose_profile(req, Some((&meta, &root, &c.path)), notes)?;
+            let chart = settings::ChartAt {
+                meta: &meta,
+                root: &root,
+                path: &c.path,
+            };
+            let profile = settings::choose_profile(req.profile.as_deref(), Some(chart), notes)?;
             let values =
                 source::merged_values(Some(&chart_defaults), &c.values, &c.set, &c.set_string)?;
             let user = source::merged_values(None, &c.values, &c.set, &c.set_string)?;
@@ -268,11 +307,8 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
             // rendering: a chart that `fail`s on a key an older release read must not
             // hide the gate's refusal and its fix (`lockstep values migrate`).
             let early_target = match profile.releases.version_from {
-                VersionSource::ChartVersion => gate::parse_release(&meta.version),
-                VersionSource::AppVersion => {
-                    meta.app_version.as_deref().and_then(gate::parse_release)
-                }
                 VersionSource::ImageTag => None,
+                _ => gate::parse_release(&settings::release_field(&profile, fields(&meta, None)).1),
             };
             if let Some((target, floating)) = early_target {
                 gate_check(req, &profile, &meta.name, &target, floating, &user, &values)?;
@@ -311,10 +347,14 @@ fn check_request(req: &Request) -> Result<()> {
     Ok(())
 }
 
-/// The repository a chart must stay in ([`Request::repo_root`]).
-fn chart_root(req: &Request, chart: &std::path::Path) -> Result<PathBuf> {
-    if let Some(root) = &req.repo_root {
-        return Ok(root.clone());
+/// The repository a chart must stay in: `given` ([`Request::repository`]), else the
+/// nearest directory above the chart holding `.git`, else the chart's own.
+pub(crate) fn chart_repository(
+    given: Option<&std::path::Path>,
+    chart: &std::path::Path,
+) -> Result<PathBuf> {
+    if let Some(root) = given {
+        return Ok(root.to_path_buf());
     }
     let real = chart
         .canonicalize()
@@ -324,53 +364,7 @@ fn chart_root(req: &Request, chart: &std::path::Path) -> Result<PathBuf> {
     } else {
         real.parent().map(PathBuf::from).unwrap_or(real)
     };
-    Ok(config::repo_root(&dir))
-}
-
-/// The profile: `--profile` (or its equivalents), else the chart's annotation, else by
-/// the chart's name. `chart` is the chart's metadata with the repository and the
-/// chart's path, for an annotation that names a profile file.
-fn choose_profile(
-    req: &Request,
-    chart: Option<(&ChartMeta, &PathBuf, &PathBuf)>,
-    notes: &mut Vec<String>,
-) -> Result<Profile> {
-    if let Some(spec) = &req.profile {
-        return profile::load(spec);
-    }
-    let Some((meta, root, path)) = chart else {
-        bail!("cannot choose a profile: the stream carries no `helm.sh/chart` label on any workload. Pass --profile NAME|FILE (`lockstep profiles` lists them)");
-    };
-    // A profile file named by the chart obeys the rule for every path: it stays inside
-    // the repository (relative to the chart directory, or to a packaged chart's).
-    let annotation = match meta.annotations.get(profile::PROFILE_ANNOTATION) {
-        Some(spec) if profile::built_in(spec).is_none() && !root.as_os_str().is_empty() => {
-            let base = if path.is_dir() {
-                path.as_path()
-            } else {
-                path.parent().unwrap_or(std::path::Path::new("."))
-            };
-            let base = if base.as_os_str().is_empty() {
-                std::path::Path::new(".")
-            } else {
-                base
-            };
-            Some(
-                config::inside(
-                    root,
-                    base,
-                    spec,
-                    "profile file (Chart.yaml annotation lockstep.dev/profile)",
-                )?
-                .display()
-                .to_string(),
-            )
-        }
-        other => other.cloned(),
-    };
-    let (p, why) = profile::detect(&meta.name, annotation.as_deref())?;
-    notes.push(format!("profile {} (chosen by {why})", p.name));
-    Ok(p)
+    Ok(config::enclosing_repository(&dir))
 }
 
 fn release_name(req: &Request, meta: Option<&ChartMeta>) -> Result<String> {
@@ -379,8 +373,8 @@ fn release_name(req: &Request, meta: Option<&ChartMeta>) -> Result<String> {
         .clone()
         .or_else(|| meta.map(|m| m.name.clone()))
         .ok_or_else(|| anyhow!("no release name: pass --release NAME"))?;
-    if name.len() > 53 || !profile::is_dns_label(&name) {
-        bail!("release name {name:?} is not valid: helm release names are lower-case DNS labels (a-z, 0-9, '-') of at most 53 characters. Pass a valid --release");
+    if let Some(problem) = settings::release_name_problem(&name) {
+        bail!("{problem}. Pass a valid --release");
     }
     Ok(name)
 }
@@ -403,8 +397,12 @@ pub fn analyze<'a>(
         None => {
             // Labels carry no annotations: no file is named here.
             let meta = stream_chart_meta(&stream);
-            let none = PathBuf::new();
-            choose_profile(req, meta.as_ref().map(|m| (m, &none, &none)), notes)?
+            let chart = meta.as_ref().map(|meta| settings::ChartAt {
+                meta,
+                root: std::path::Path::new(""),
+                path: std::path::Path::new(""),
+            });
+            settings::choose_profile(req.profile.as_deref(), chart, notes)?
         }
     };
     let hint = match &req.input {
@@ -603,20 +601,22 @@ fn stream_chart_meta(stream: &stream::Stream) -> Option<ChartMeta> {
 /// The release being rendered, read where the profile says, and whether it floats
 /// (`kong:3.9`: any 3.9.x).
 fn identify(profile: &Profile, chart: &ChartMeta, api: &ApiWorkload) -> Result<(Version, bool)> {
-    let (what, text) = match profile.releases.version_from {
-        VersionSource::ChartVersion => ("chart version", chart.version.clone()),
-        VersionSource::AppVersion => (
-            "chart appVersion",
-            chart.app_version.clone().unwrap_or_default(),
-        ),
-        VersionSource::ImageTag => ("API image tag", api.image.tag.clone().unwrap_or_default()),
-    };
+    let (what, text) = settings::release_field(profile, fields(chart, api.image.tag.as_deref()));
     gate::parse_release(&text).ok_or_else(|| {
         anyhow!(
             "cannot tell which release this is: the {what} {text:?} ({}) is not a version. Profile {} reads the release from the {what}; pin a versioned tag or use a profile that reads another field (releases.versionFrom)",
             api.image.full, profile.name
         )
     })
+}
+
+/// Where a chart's release can be read from.
+fn fields<'a>(chart: &'a ChartMeta, image_tag: Option<&'a str>) -> settings::ReleaseFields<'a> {
+    settings::ReleaseFields {
+        chart_version: &chart.version,
+        app_version: chart.app_version.as_deref(),
+        image_tag,
+    }
 }
 
 /// The whole pipeline: writes the final stream to `out` only when every stage passed.

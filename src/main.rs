@@ -1,11 +1,12 @@
 //! The `lockstep` command line: a thin adapter that builds a [`lockstep::Request`]
 //! (or calls the gate's plan) and maps errors to exit codes. It owns no stage.
 
-use anyhow::{anyhow, bail, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 use lockstep::config::{self, AppConfig, Lock};
 use lockstep::inject::Phase;
 use lockstep::locate::WorkloadRef;
+use lockstep::settings::{self, FrontEnd, Inputs, Layer};
 use lockstep::{exit, gate, profile, ChartInput, Input, Request};
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -46,7 +47,7 @@ enum Cmd {
     /// The Argo CD config-management plugin's commands (run by argocd-cmp-server).
     Argocd {
         #[command(subcommand)]
-        cmd: lockstep::argocd::Command,
+        cmd: ArgocdCmd,
     },
     /// The Helm plugin (`helm lockstep ...`): run by helm with its plugin environment.
     #[command(disable_help_flag = true)]
@@ -63,6 +64,40 @@ enum Cmd {
 /// build.rs's id behind a fixed marker, kept whole in the binary so that a release tool
 /// (or a test) can find it in the file.
 const BUILD_ID_RECORD: &str = concat!("lockstep-build-id:", env!("LOCKSTEP_BUILD_ID"));
+
+/// `--phase`: when the migration Jobs run ([`Phase`]).
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum PhaseArg {
+    /// Argo CD PreSync / Helm pre-install,pre-upgrade: before anything changes.
+    Presync,
+    /// Argo CD Sync hooks at negative waves / Helm post-install,pre-upgrade, with
+    /// the render's Secrets, ConfigMaps and ServiceAccounts moved earlier:
+    /// first installs and upgrades both work.
+    Sync,
+}
+
+impl From<PhaseArg> for Phase {
+    fn from(p: PhaseArg) -> Phase {
+        match p {
+            PhaseArg::Presync => Phase::Presync,
+            PhaseArg::Sync => Phase::Sync,
+        }
+    }
+}
+
+/// The Argo CD plugin's commands ([`lockstep::argocd`]).
+#[derive(Subcommand)]
+enum ArgocdCmd {
+    /// Build chart dependencies when the chart needs them (offline when charts/ is vendored).
+    #[command(after_help = lockstep::argocd::INPUTS)]
+    Init,
+    /// Print the manifests (the rendered chart with lockstep's hooks).
+    #[command(after_help = lockstep::argocd::INPUTS)]
+    Generate,
+    /// The dynamic parameters: what lockstep detected, as Argo CD parameter announcements.
+    #[command(after_help = lockstep::argocd::INPUTS)]
+    Parameters,
+}
 
 #[derive(Subcommand)]
 enum ProfilesCmd {
@@ -95,7 +130,7 @@ struct Common {
     api_workload: Option<WorkloadRef>,
     /// presync: Argo CD PreSync, Helm pre-install,pre-upgrade. sync: Sync hooks at negative waves, for first installs. Default: lockstep.yaml's phase, else presync; given here, it wins.
     #[arg(long, value_enum)]
-    phase: Option<Phase>,
+    phase: Option<PhaseArg>,
     /// Replace the embedded Job template.
     #[arg(long, value_name = "FILE")]
     job_template: Option<PathBuf>,
@@ -254,7 +289,10 @@ fn main() {
         eprintln!("lockstep: {n}");
     }
     if let Err(e) = result {
-        eprintln!("lockstep: error: {e:#}");
+        // A tool that had the terminal said why it failed.
+        if !e.is::<exit::Passed>() {
+            eprintln!("lockstep: error: {e:#}");
+        }
         std::process::exit(lockstep::exit_code(&e));
     }
 }
@@ -303,7 +341,14 @@ fn dispatch(cmd: Cmd, notes: &mut Vec<String>) -> Result<()> {
         Cmd::Values {
             cmd: ValuesCmd::Migrate(args),
         } => lockstep::values::migrate(&args, &mut stdout.lock(), notes),
-        Cmd::Argocd { cmd } => lockstep::argocd::main(cmd, &mut stdout.lock(), notes),
+        Cmd::Argocd { cmd } => {
+            let cmd = match cmd {
+                ArgocdCmd::Init => lockstep::argocd::Step::Init,
+                ArgocdCmd::Generate => lockstep::argocd::Step::Generate,
+                ArgocdCmd::Parameters => lockstep::argocd::Step::Parameters,
+            };
+            lockstep::argocd::main(cmd, &mut stdout.lock(), notes)
+        }
         Cmd::Helm { args } => lockstep::helm_plugin::main(&args, notes),
         Cmd::BuildId => {
             let id = BUILD_ID_RECORD.trim_start_matches("lockstep-build-id:");
@@ -389,7 +434,10 @@ fn render_request(args: Box<RenderArgs>) -> Result<(Request, Option<lockstep::fe
         api_versions: args.api_versions,
     };
     if let Some(cfg) = &cfg {
-        let root = config::repo_root(&dir.canonicalize()?);
+        let real = dir
+            .canonicalize()
+            .with_context(|| format!("cannot resolve the app directory {}", dir.display()))?;
+        let root = config::enclosing_repository(&real);
         if args.chart.is_none() {
             source = cfg
                 .chart_source(&root, &dir)?
@@ -440,48 +488,33 @@ fn render_request(args: Box<RenderArgs>) -> Result<(Request, Option<lockstep::fe
     Ok((req, pulled))
 }
 
-/// Flags over environment over lockstep.yaml over defaults.
+/// Gathers the flags, `LOCKSTEP_FROM`, lockstep.yaml and lockstep.lock; the settings
+/// layer applies the precedence.
 fn common_request(input: Input, c: Common, cfg: Option<&AppConfig>, dir: &Path) -> Result<Request> {
-    let mut req = Request::new(input);
-    req.release = c.release.or_else(|| cfg.and_then(|f| f.release.clone()));
-    req.namespace = c
-        .namespace
-        .or_else(|| cfg.and_then(|f| f.namespace.clone()));
-    req.profile = c.profile.or_else(|| cfg.and_then(|f| f.profile.clone()));
-    req.api_workload = match c.api_workload {
-        Some(w) => Some(w),
-        None => cfg
-            .and_then(|f| f.api_workload.as_deref())
-            .map(|s| {
-                s.parse()
-                    .map_err(|e: String| anyhow!("lockstep.yaml apiWorkload: {e}"))
-            })
-            .transpose()?,
+    let mut inputs = Inputs::new(FrontEnd::Cli, input);
+    inputs.flags = Layer {
+        release: c.release,
+        namespace: c.namespace,
+        profile: c.profile,
+        api_workload: c.api_workload,
+        phase: c.phase.map(Phase::from),
+        job_template: c.job_template,
+        gate_image: c.gate_image,
+        from: c.from,
+        from_image: c.from_image,
+        allow_downgrade: Some(c.allow_downgrade),
+        force_migrations: Some(c.force_migrations),
+        downgrade_revisions: Some(c.downgrade_revision),
     };
-    // A flag given wins over lockstep.yaml; only an absent one falls back to it.
-    req.phase = c
-        .phase
-        .or_else(|| cfg.and_then(|f| f.phase))
-        .unwrap_or(Phase::Presync);
-    req.job_template = c.job_template;
-    req.gate_image = c
-        .gate_image
-        .or_else(|| cfg.and_then(|f| f.gate_image.clone()));
-    req.allow_downgrade = c.allow_downgrade;
-    req.force_migrations = c.force_migrations;
-    req.downgrade_revisions = lockstep::parse_downgrade_revisions(&c.downgrade_revision)?;
+    inputs.env.from = std::env::var("LOCKSTEP_FROM")
+        .ok()
+        .filter(|s| !s.is_empty());
+    if let Some(cfg) = cfg {
+        inputs.config = Layer::from_config(cfg)?;
+    }
     let lock_path = c.lock.unwrap_or_else(|| dir.join(config::LOCK_FILE));
-    let lock = Lock::load(&lock_path)?;
-    req.from = c
-        .from
-        .or_else(|| {
-            std::env::var("LOCKSTEP_FROM")
-                .ok()
-                .filter(|s| !s.is_empty())
-        })
-        .or_else(|| lock.as_ref().map(|l| l.deployed.version.clone()));
-    req.from_image = c.from_image.or_else(|| lock.and_then(|l| l.deployed.image));
-    Ok(req)
+    inputs.lock = Layer::from_lock(Lock::load(&lock_path)?);
+    settings::resolve(inputs, &mut Vec::new())
 }
 
 /// `lockstep bump --to V`: one legal step from the pinned version.
@@ -512,20 +545,20 @@ fn bump(args: &BumpArgs, notes: &mut Vec<String>) -> Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let lock_path = dir.join(config::LOCK_FILE);
-    let text = std::fs::read_to_string(&args.config)?;
-    let new_text = config::set_version_line(&text, &args.to)?;
-    let image = Lock::load(&lock_path)
-        .ok()
-        .flatten()
-        .and_then(|l| l.deployed.image);
-    Lock {
+    let text = std::fs::read_to_string(&args.config)
+        .with_context(|| format!("cannot read {}", args.config.display()))?;
+    let new_text = config::set_version_line(&text, &args.to)
+        .with_context(|| format!("{}", args.config.display()))?;
+    // A corrupt lock is reported, not replaced: it may hold the only record of the image.
+    let image = Lock::load(&lock_path)?.and_then(|l| l.deployed.image);
+    let lock = Lock {
         deployed: config::Deployed {
             version: current.clone(),
             image,
         },
-    }
-    .write(&lock_path)?;
-    std::fs::write(&args.config, new_text)?;
+    };
+    // Both files or neither: a lock without its pin (or the reverse) misleads the next render.
+    config::write_all_or_none(&[(&lock_path, lock.to_text()?), (&args.config, new_text)])?;
     notes.push(format!(
         "pinned {} → {}; {} records {current} as deployed. Commit both files; the render now checks the step {current} → {}",
         current,
