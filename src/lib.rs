@@ -21,6 +21,7 @@
 pub mod argocd;
 pub mod config;
 pub mod emit;
+pub mod exit;
 pub mod fetch;
 pub mod gate;
 pub mod guard;
@@ -46,56 +47,6 @@ use source::ChartMeta;
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-
-/// Exit codes, as documented in the README and `--help`, and the errors that carry one
-/// other than [`ERROR`](exit::ERROR): the library returns them, only `main` exits.
-pub mod exit {
-    pub const OK: i32 = 0;
-    pub const ERROR: i32 = 1;
-    pub const USAGE: i32 = 2;
-    pub const GATE: i32 = 3;
-
-    /// A command line lockstep cannot run (exit 2); the message is shown as it is.
-    #[derive(Debug)]
-    pub struct Usage(pub String);
-
-    /// A tool lockstep handed the terminal to (helm install|upgrade) failed: its messages
-    /// are shown already, and lockstep exits with its code.
-    #[derive(Debug)]
-    pub struct Passed(pub i32);
-
-    impl std::fmt::Display for Usage {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(&self.0)
-        }
-    }
-
-    impl std::fmt::Display for Passed {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "exit code {}", self.0)
-        }
-    }
-
-    impl std::error::Error for Usage {}
-    impl std::error::Error for Passed {}
-}
-
-/// The exit code for an error: 3 for a gate refusal, 2 for a usage error, a tool's own
-/// code when it was passed through, else 1.
-pub fn exit_code(err: &anyhow::Error) -> i32 {
-    for e in err.chain() {
-        if e.is::<Refusal>() {
-            return exit::GATE;
-        }
-        if e.is::<exit::Usage>() {
-            return exit::USAGE;
-        }
-        if let Some(exit::Passed(code)) = e.downcast_ref::<exit::Passed>() {
-            return *code;
-        }
-    }
-    exit::ERROR
-}
 
 /// A chart to render with helm.
 #[derive(Debug, Clone, Default)]
@@ -157,24 +108,6 @@ impl Request {
             force_migrations: false,
         }
     }
-}
-
-/// `--downgrade-revision DB=REVISION` items, as every front-end takes them.
-pub fn parse_downgrade_revisions(items: &[String]) -> Result<BTreeMap<String, String>> {
-    let mut out = BTreeMap::new();
-    for item in items {
-        let Some((db, rev)) = item.split_once('=') else {
-            bail!("--downgrade-revision {item:?} is not DB=REVISION (e.g. orion=2a2090e47993)");
-        };
-        if db.is_empty()
-            || rev.is_empty()
-            || !rev.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
-            bail!("--downgrade-revision {item:?}: a revision is an alembic id like 2a2090e47993");
-        }
-        out.insert(db.to_owned(), rev.to_owned());
-    }
-    Ok(out)
 }
 
 /// What the stages found, before anything is injected.

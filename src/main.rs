@@ -293,7 +293,7 @@ fn main() {
         if !e.is::<exit::Passed>() {
             eprintln!("lockstep: error: {e:#}");
         }
-        std::process::exit(lockstep::exit_code(&e));
+        std::process::exit(exit::code(&e));
     }
 }
 

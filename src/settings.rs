@@ -23,6 +23,7 @@ use crate::source::ChartMeta;
 use crate::{Input, Request};
 use anyhow::{anyhow, bail, Result};
 use semver::Version;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// Where a setting's value came from.
@@ -100,7 +101,7 @@ pub struct Layer {
     pub from_image: Option<String>,
     pub allow_downgrade: Option<bool>,
     pub force_migrations: Option<bool>,
-    /// `DB=REVISION` items, checked by [`crate::parse_downgrade_revisions`].
+    /// `DB=REVISION` items, checked by [`parse_downgrade_revisions`].
     pub downgrade_revisions: Option<Vec<String>>,
 }
 
@@ -289,7 +290,7 @@ pub fn resolve(inputs: Inputs, notes: &mut Vec<String>) -> Result<Request> {
     req.from_image = inputs.value(S::FromImage, |l| l.from_image);
     req.allow_downgrade = inputs.value(S::AllowDowngrade, |l| l.allow_downgrade) == Some(true);
     req.force_migrations = inputs.value(S::ForceMigrations, |l| l.force_migrations) == Some(true);
-    req.downgrade_revisions = crate::parse_downgrade_revisions(&revisions)?;
+    req.downgrade_revisions = parse_downgrade_revisions(&revisions)?;
     req.repository = inputs.repository;
     Ok(req)
 }
@@ -312,6 +313,24 @@ fn default_phase(
         }
         _ => Phase::Presync,
     }
+}
+
+/// `--downgrade-revision DB=REVISION` items, as every front-end takes them.
+pub(crate) fn parse_downgrade_revisions(items: &[String]) -> Result<BTreeMap<String, String>> {
+    let mut out = BTreeMap::new();
+    for item in items {
+        let Some((db, rev)) = item.split_once('=') else {
+            bail!("--downgrade-revision {item:?} is not DB=REVISION (e.g. orion=2a2090e47993)");
+        };
+        if db.is_empty()
+            || rev.is_empty()
+            || !rev.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            bail!("--downgrade-revision {item:?}: a revision is an alembic id like 2a2090e47993");
+        }
+        out.insert(db.to_owned(), rev.to_owned());
+    }
+    Ok(out)
 }
 
 /// Why `name` cannot be a helm release name, or None when it can.
@@ -559,5 +578,46 @@ mod tests {
             err.contains("is not valid") && err.contains("--release"),
             "{err}"
         );
+    }
+
+    /// The README's precedence table (Development) is this one.
+    #[test]
+    fn the_readme_states_this_table() {
+        let readme = include_str!("../README.md");
+        let table = readme
+            .split("<!-- precedence")
+            .nth(1)
+            .and_then(|t| t.split("<!-- /precedence -->").next())
+            .expect("README has the precedence table");
+        let rows: Vec<Vec<String>> = table
+            .lines()
+            .filter(|l| l.starts_with("| ") && !l.starts_with("| setting"))
+            .map(|l| {
+                l.split('|')
+                    .map(str::trim)
+                    .filter(|c| !c.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .collect();
+        let name = |s: Source| match s {
+            Flag => "flag",
+            Parameter => "parameter",
+            Env => "env",
+            Cluster => "cluster",
+            Config => "lockstep.yaml",
+            Lock => "lockstep.lock",
+            Platform => "platform",
+        };
+        let ours: Vec<Vec<String>> = PRECEDENCE
+            .iter()
+            .map(|(setting, order)| {
+                let s = format!("{setting:?}");
+                let mut row = vec![s[..1].to_lowercase() + &s[1..]];
+                row.extend(order.iter().map(|&o| name(o).to_owned()));
+                row
+            })
+            .collect();
+        assert_eq!(rows, ours);
     }
 }
