@@ -355,22 +355,7 @@ pub fn analyze<'a>(
             name: profile.name.clone(),
             ..Default::default()
         });
-    let release = match &req.input {
-        Input::Chart(_) => release_name(req, Some(&chart))?,
-        Input::Stream(_) => release_name(
-            &Request {
-                release: req
-                    .release
-                    .clone()
-                    .or_else(|| api.labels.get("app.kubernetes.io/instance").cloned())
-                    // Charts with the older label convention (Sentry): `release`.
-                    .or_else(|| api.labels.get("release").cloned()),
-                // Only the name is read: no copy of the input stream.
-                ..Request::new(Input::Stream(String::new().into()))
-            },
-            Some(&chart),
-        )?,
-    };
+    let release = release_of(req, &api, &chart)?;
     let (target, floating) = identify(&profile, &chart, &api)?;
     if req.from.is_none() {
         notes.push(format!(
@@ -388,6 +373,41 @@ pub fn analyze<'a>(
         origin.user.as_ref().unwrap_or(&empty),
         origin.values.as_ref().unwrap_or(&empty),
     )?;
+    step_notes(&admission, notes);
+    Ok(Analysis {
+        stream,
+        profile,
+        chart,
+        release,
+        api,
+        target,
+        admission,
+    })
+}
+
+/// The release name: the request's, else (for a stream) the API workload's instance
+/// label, else the chart's name.
+fn release_of(req: &Request, api: &ApiWorkload, chart: &ChartMeta) -> Result<String> {
+    match &req.input {
+        Input::Chart(_) => release_name(req, Some(chart)),
+        Input::Stream(_) => release_name(
+            &Request {
+                release: req
+                    .release
+                    .clone()
+                    .or_else(|| api.labels.get("app.kubernetes.io/instance").cloned())
+                    // Charts with the older label convention (Sentry): `release`.
+                    .or_else(|| api.labels.get("release").cloned()),
+                // Only the name is read: no copy of the input stream.
+                ..Request::new(Input::Stream(String::new().into()))
+            },
+            Some(chart),
+        ),
+    }
+}
+
+/// The notes and requirements of each step the upgrade crosses, for the user.
+fn step_notes(admission: &Admission, notes: &mut Vec<String>) {
     for step in &admission.steps {
         for note in step.info.iter().flat_map(|i| &i.notes) {
             notes.push(format!("{} → {}: {note}", step.from_line, step.to_line));
@@ -399,15 +419,6 @@ pub fn analyze<'a>(
             ));
         }
     }
-    Ok(Analysis {
-        stream,
-        profile,
-        chart,
-        release,
-        api,
-        target,
-        admission,
-    })
 }
 
 /// The render-time gate: may `target` follow the deployed release, and do the

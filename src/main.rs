@@ -399,10 +399,9 @@ fn version(s: &str, flag: &str) -> Result<semver::Version> {
     gate::parse_version(s).ok_or_else(|| anyhow!("{flag} {s:?} is not a version (e.g. 0.8.2)"))
 }
 
-fn render_request(args: Box<RenderArgs>) -> Result<(Request, Option<lockstep::fetch::Pulled>)> {
-    if let Some(t) = args.helm_timeout {
-        lockstep::render::set_timeout(t);
-    }
+/// lockstep.yaml for `render` (`--config`, else ./lockstep.yaml when no CHART is given)
+/// and the directory its paths are relative to.
+fn render_config(args: &RenderArgs) -> Result<(Option<AppConfig>, PathBuf)> {
     let config_path = match (&args.config, &args.chart) {
         (Some(c), _) => Some(c.clone()),
         (None, None) if Path::new(config::CONFIG_FILE).is_file() => {
@@ -423,6 +422,14 @@ fn render_request(args: Box<RenderArgs>) -> Result<(Request, Option<lockstep::fe
         })
         .unwrap_or(Path::new("."))
         .to_path_buf();
+    Ok((cfg, dir))
+}
+
+fn render_request(args: Box<RenderArgs>) -> Result<(Request, Option<lockstep::fetch::Pulled>)> {
+    if let Some(t) = args.helm_timeout {
+        lockstep::render::set_timeout(t);
+    }
+    let (cfg, dir) = render_config(&args)?;
     let mut pull = args.pull.options()?;
     let mut source = config::ChartSource::Path(PathBuf::from(args.chart.as_deref().unwrap_or(".")));
     let mut chart = ChartInput {

@@ -205,115 +205,151 @@ pub(crate) fn parse(args: &[String]) -> std::result::Result<Parsed, String> {
             let rest = rest.strip_prefix('=').unwrap_or(rest);
             (short, (!rest.is_empty()).then(|| rest.to_owned()))
         };
-        // A value: inline, else the next argument.
-        let mut value = |what: &str| -> std::result::Result<String, String> {
-            if let Some(v) = &inline {
-                return Ok(v.clone());
-            }
-            match args.get(i) {
-                Some(v) => {
-                    i += 1;
-                    Ok(v.clone())
-                }
-                None => Err(format!("{name} needs a value ({what})")),
-            }
+        let mut f = Flag {
+            name,
+            inline,
+            args,
+            next: &mut i,
         };
-        let flag_bool = |inline: &Option<String>| -> std::result::Result<bool, String> {
-            match inline.as_deref() {
-                None | Some("true") => Ok(true),
-                Some("false") => Ok(false),
-                Some(v) => Err(format!("{name} takes no value (got {v:?})")),
-            }
-        };
-        match name.as_str() {
-            "-h" | "--help" => return Ok(Parsed::Help),
-            "-f" | "--values" => {
-                let v = value("a values file")?;
-                inv.values.extend(v.split(',').filter(|s| !s.is_empty()).map(PathBuf::from));
-            }
-            "--set" => inv.set.push(value("KEY=VALUE")?),
-            "--set-string" => inv.set_string.push(value("KEY=VALUE")?),
-            "--version" => inv.pull.version = Some(value("the chart version")?),
-            "--repo" => inv.pull.repo = Some(value("a chart repository URL")?),
-            "--username" => inv.pull.username = Some(value("a user name")?),
-            "--password-file" => inv.pull.password_file = Some(PathBuf::from(value("a file")?)),
-            "--ca-file" => inv.pull.ca_file = Some(PathBuf::from(value("a file")?)),
-            "--insecure-skip-tls-verify" => inv.pull.insecure_skip_tls_verify = flag_bool(&inline)?,
-            "--plain-http" => inv.pull.plain_http = flag_bool(&inline)?,
-            "--kube-version" => inv.kube_version = Some(value("a Kubernetes version")?),
-            "--api-versions" => {
-                let v = value("GROUP/VERSION")?;
-                inv.api_versions.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
-            }
-            "--profile" => inv.profile = Some(value("a profile name or file")?),
-            "--api-workload" => {
-                let v = value("KIND/NAME[:CONTAINER]")?;
-                inv.api_workload = Some(v.parse().map_err(|e: String| format!("--api-workload {e}"))?);
-            }
-            "--phase" => {
-                let v = value("presync or sync")?;
-                inv.phase = Some(settings::parse_phase(&v).map_err(|e| format!("--phase: {e}"))?);
-            }
-            "--from" => inv.from = Some(value("the deployed release's version")?),
-            "--from-image" => inv.from_image = Some(value("an image")?),
-            "--allow-downgrade" => inv.allow_downgrade = flag_bool(&inline)?,
-            "--force-migrations" => inv.force_migrations = flag_bool(&inline)?,
-            "--downgrade-revision" => inv.downgrade_revisions.push(value("DB=REVISION")?),
-            "--gate-image" => inv.gate_image = Some(value("an image")?),
-            "--job-template" => inv.job_template = Some(PathBuf::from(value("a file")?)),
-            "-n" | "--namespace" => inv.namespace = Some(value("a namespace")?),
-            "--kube-context" => inv.kube_context = Some(value("a kube context")?),
-            "-o" | "--output" => {
-                inv.output = match value("text or json")?.as_str() {
-                    "text" | "table" => PlanOutput::Text,
-                    "json" => PlanOutput::Json,
-                    o => return Err(format!("--output {o:?}: use text or json")),
-                }
-            }
-            "--wait" => {
-                let b = match inline.as_deref() {
-                    None | Some("true") => Behaviour::Wait(None),
-                    Some(s @ ("watcher" | "hookOnly" | "legacy")) => Behaviour::Wait(Some(s.to_owned())),
-                    Some(v) => return Err(format!("--wait={v}: use --wait, or --wait=watcher|hookOnly|legacy (Helm 4)")),
-                };
-                inv.behaviour.push(b);
-            }
-            "--wait-for-jobs" => push_bool(&mut inv, flag_bool(&inline)?, Behaviour::WaitForJobs),
-            "--timeout" => {
-                let v = value("a duration such as 10m")?;
-                if !is_go_duration(&v) {
-                    return Err(format!("--timeout {v:?} is not a duration: use e.g. 300s, 10m or 1h30m"));
-                }
-                inv.behaviour.push(Behaviour::Timeout(v));
-            }
-            "--atomic" | "--rollback-on-failure" => push_bool(&mut inv, flag_bool(&inline)?, Behaviour::RollbackOnFailure),
-            "--dry-run" => {
-                let mode = match inline.as_deref() {
-                    None | Some("client") => "client",
-                    Some("server") => "server",
-                    Some(v) => return Err(format!("--dry-run={v}: use --dry-run, --dry-run=client or --dry-run=server")),
-                };
-                inv.behaviour.push(Behaviour::DryRun(mode.to_owned()));
-            }
-            "--create-namespace" => push_bool(&mut inv, flag_bool(&inline)?, Behaviour::CreateNamespace),
-            "--description" => inv.behaviour.push(Behaviour::Description(value("a description")?)),
-            "--disable-openapi-validation" => push_bool(&mut inv, flag_bool(&inline)?, Behaviour::DisableOpenapiValidation),
-            "--skip-crds" => push_bool(&mut inv, flag_bool(&inline)?, Behaviour::SkipCrds),
-            "-i" | "--install" => push_bool(&mut inv, flag_bool(&inline)?, Behaviour::Install),
-            "--cleanup-on-fail" => push_bool(&mut inv, flag_bool(&inline)?, Behaviour::CleanupOnFail),
-            "--history-max" => {
-                let v = value("a number")?;
-                let n = v.parse().map_err(|_| format!("--history-max {v:?} is not a number"))?;
-                inv.behaviour.push(Behaviour::HistoryMax(n));
-            }
-            other => {
-                return Err(match refused_flag(other) {
-                    Some(why) => format!("{other} is not supported by helm lockstep: {why}"),
-                    None => format!("unknown or unsupported flag {other}: helm lockstep passes no flag to helm it does not know (the supported flags are listed below)"),
-                })
-            }
+        if apply(&mut inv, &mut f)? {
+            return Ok(Parsed::Help);
         }
     }
+    finish(inv, &positional)
+}
+
+/// One flag as given: its name, its inline value, and the arguments after it.
+struct Flag<'a> {
+    name: String,
+    inline: Option<String>,
+    args: &'a [String],
+    /// The index of the next argument: a value not given inline is taken from there.
+    next: &'a mut usize,
+}
+
+impl Flag<'_> {
+    /// The flag's value: inline, else the next argument.
+    fn value(&mut self, what: &str) -> std::result::Result<String, String> {
+        if let Some(v) = &self.inline {
+            return Ok(v.clone());
+        }
+        match self.args.get(*self.next) {
+            Some(v) => {
+                *self.next += 1;
+                Ok(v.clone())
+            }
+            None => Err(format!("{} needs a value ({what})", self.name)),
+        }
+    }
+
+    /// A switch: given alone, `=true` or `=false`.
+    fn on(&self) -> std::result::Result<bool, String> {
+        match self.inline.as_deref() {
+            None | Some("true") => Ok(true),
+            Some("false") => Ok(false),
+            Some(v) => Err(format!("{} takes no value (got {v:?})", self.name)),
+        }
+    }
+}
+
+/// Applies one flag to `inv`; Ok(true): help was asked for. Over 80 lines on purpose:
+/// one arm per flag of the whitelist, so that the whole whitelist reads in one place,
+/// and anything else is refused (with its reason when lockstep knows the flag).
+fn apply(inv: &mut Invocation, f: &mut Flag) -> std::result::Result<bool, String> {
+    let name = f.name.clone();
+    match name.as_str() {
+        "-h" | "--help" => return Ok(true),
+        "-f" | "--values" => {
+            let v = f.value("a values file")?;
+            inv.values.extend(v.split(',').filter(|s| !s.is_empty()).map(PathBuf::from));
+        }
+        "--set" => inv.set.push(f.value("KEY=VALUE")?),
+        "--set-string" => inv.set_string.push(f.value("KEY=VALUE")?),
+        "--version" => inv.pull.version = Some(f.value("the chart version")?),
+        "--repo" => inv.pull.repo = Some(f.value("a chart repository URL")?),
+        "--username" => inv.pull.username = Some(f.value("a user name")?),
+        "--password-file" => inv.pull.password_file = Some(PathBuf::from(f.value("a file")?)),
+        "--ca-file" => inv.pull.ca_file = Some(PathBuf::from(f.value("a file")?)),
+        "--insecure-skip-tls-verify" => inv.pull.insecure_skip_tls_verify = f.on()?,
+        "--plain-http" => inv.pull.plain_http = f.on()?,
+        "--kube-version" => inv.kube_version = Some(f.value("a Kubernetes version")?),
+        "--api-versions" => {
+            let v = f.value("GROUP/VERSION")?;
+            inv.api_versions.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
+        }
+        "--profile" => inv.profile = Some(f.value("a profile name or file")?),
+        "--api-workload" => {
+            let v = f.value("KIND/NAME[:CONTAINER]")?;
+            inv.api_workload = Some(v.parse().map_err(|e: String| format!("--api-workload {e}"))?);
+        }
+        "--phase" => {
+            let v = f.value("presync or sync")?;
+            inv.phase = Some(settings::parse_phase(&v).map_err(|e| format!("--phase: {e}"))?);
+        }
+        "--from" => inv.from = Some(f.value("the deployed release's version")?),
+        "--from-image" => inv.from_image = Some(f.value("an image")?),
+        "--allow-downgrade" => inv.allow_downgrade = f.on()?,
+        "--force-migrations" => inv.force_migrations = f.on()?,
+        "--downgrade-revision" => inv.downgrade_revisions.push(f.value("DB=REVISION")?),
+        "--gate-image" => inv.gate_image = Some(f.value("an image")?),
+        "--job-template" => inv.job_template = Some(PathBuf::from(f.value("a file")?)),
+        "-n" | "--namespace" => inv.namespace = Some(f.value("a namespace")?),
+        "--kube-context" => inv.kube_context = Some(f.value("a kube context")?),
+        "-o" | "--output" => {
+            inv.output = match f.value("text or json")?.as_str() {
+                "text" | "table" => PlanOutput::Text,
+                "json" => PlanOutput::Json,
+                o => return Err(format!("--output {o:?}: use text or json")),
+            }
+        }
+        "--wait" => {
+            let b = match f.inline.as_deref() {
+                None | Some("true") => Behaviour::Wait(None),
+                Some(s @ ("watcher" | "hookOnly" | "legacy")) => Behaviour::Wait(Some(s.to_owned())),
+                Some(v) => return Err(format!("--wait={v}: use --wait, or --wait=watcher|hookOnly|legacy (Helm 4)")),
+            };
+            inv.behaviour.push(b);
+        }
+        "--wait-for-jobs" => push_bool(inv, f.on()?, Behaviour::WaitForJobs),
+        "--timeout" => {
+            let v = f.value("a duration such as 10m")?;
+            if !is_go_duration(&v) {
+                return Err(format!("--timeout {v:?} is not a duration: use e.g. 300s, 10m or 1h30m"));
+            }
+            inv.behaviour.push(Behaviour::Timeout(v));
+        }
+        "--atomic" | "--rollback-on-failure" => push_bool(inv, f.on()?, Behaviour::RollbackOnFailure),
+        "--dry-run" => {
+            let mode = match f.inline.as_deref() {
+                None | Some("client") => "client",
+                Some("server") => "server",
+                Some(v) => return Err(format!("--dry-run={v}: use --dry-run, --dry-run=client or --dry-run=server")),
+            };
+            inv.behaviour.push(Behaviour::DryRun(mode.to_owned()));
+        }
+        "--create-namespace" => push_bool(inv, f.on()?, Behaviour::CreateNamespace),
+        "--description" => inv.behaviour.push(Behaviour::Description(f.value("a description")?)),
+        "--disable-openapi-validation" => push_bool(inv, f.on()?, Behaviour::DisableOpenapiValidation),
+        "--skip-crds" => push_bool(inv, f.on()?, Behaviour::SkipCrds),
+        "-i" | "--install" => push_bool(inv, f.on()?, Behaviour::Install),
+        "--cleanup-on-fail" => push_bool(inv, f.on()?, Behaviour::CleanupOnFail),
+        "--history-max" => {
+            let v = f.value("a number")?;
+            let n = v.parse().map_err(|_| format!("--history-max {v:?} is not a number"))?;
+            inv.behaviour.push(Behaviour::HistoryMax(n));
+        }
+        other => {
+            return Err(match refused_flag(other) {
+                Some(why) => format!("{other} is not supported by helm lockstep: {why}"),
+                None => format!("unknown or unsupported flag {other}: helm lockstep passes no flag to helm it does not know (the supported flags are listed below)"),
+            })
+        }
+    }
+    Ok(false)
+}
+
+/// The command, RELEASE and CHART, and the flags that belong to another command.
+fn finish(mut inv: Invocation, positional: &[String]) -> std::result::Result<Parsed, String> {
     let Some(first) = positional.first() else {
         return Err("no command: use template, plan, install or upgrade".into());
     };

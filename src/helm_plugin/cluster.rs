@@ -114,16 +114,13 @@ pub(crate) fn pick(history: &[Revision]) -> Pick {
     }
 }
 
-/// Reads the deployed release from the cluster. None: nothing was ever deployed (first install).
-pub(crate) fn lookup(
+/// The newest deployed revision of `release` (`helm history`); None: a first install.
+fn deployed_revision(
     helm: &Path,
     conn: &Connection,
     release: &str,
-    chart: &source::ChartMeta,
-    profile: &Profile,
-    api_workload: Option<&WorkloadRef>,
     notes: &mut Vec<String>,
-) -> Result<Option<ClusterRelease>> {
+) -> Result<Option<u64>> {
     let mut args: Vec<OsString> = vec!["history".into(), release.into(), "--output=json".into()];
     args.extend(conn.args());
     let out = render::output(helm, &args, "helm history")?;
@@ -145,37 +142,69 @@ pub(crate) fn lookup(
     let history: Vec<Revision> = serde_json::from_slice(&out.stdout).with_context(|| {
         format!("`helm history {release} -o json` printed something that is not a JSON list of revisions: {}", String::from_utf8_lossy(&out.stdout).trim())
     })?;
-    let revision = match pick(&history) {
-        Pick::Deployed(n) => n,
+    match pick(&history) {
+        Pick::Deployed(n) => Ok(Some(n)),
         Pick::NeverDeployed(list) if history.is_empty() => {
             notes.push(format!("release {release} has no revisions in {}: a first install ({list})", conn.describe()));
-            return Ok(None);
+            Ok(None)
         }
         Pick::NeverDeployed(list) => {
             notes.push(format!("release {release} was never deployed (revisions: {list}): treated as a first install"));
-            return Ok(None);
+            Ok(None)
         }
         Pick::Unclear(list) => bail!(
             "release {release} has no deployed revision, but was deployed before (revisions: {list}): its database may still hold that release's schema.\n  fix: name the release the database is at with --from VERSION"
         ),
-    };
+    }
+}
+
+/// `helm get KIND RELEASE --revision=N` (metadata as JSON): its stdout; `what` names the
+/// thing read in the error.
+fn helm_get(
+    helm: &Path,
+    conn: &Connection,
+    kind: &str,
+    release: &str,
+    revision: u64,
+    what: &str,
+) -> Result<Vec<u8>> {
     let mut args: Vec<OsString> = vec![
         "get".into(),
-        "metadata".into(),
+        kind.into(),
         release.into(),
         format!("--revision={revision}").into(),
-        "--output=json".into(),
     ];
+    if kind == "metadata" {
+        args.push("--output=json".into());
+    }
     args.extend(conn.args());
-    let out = render::output(helm, &args, "helm get metadata")?;
+    let out = render::output(helm, &args, &format!("helm get {kind}"))?;
     if !out.status.success() {
         bail!(
-            "cannot read revision {revision} of release {release}: `helm get metadata` failed ({}): {}",
+            "cannot read {what}: `helm get {kind}` failed ({}): {}",
             out.status,
             String::from_utf8_lossy(&out.stderr).trim()
         );
     }
-    let meta: Metadata = serde_json::from_slice(&out.stdout).with_context(|| {
+    Ok(out.stdout)
+}
+
+/// Reads the deployed release from the cluster. None: nothing was ever deployed (first install).
+pub(crate) fn lookup(
+    helm: &Path,
+    conn: &Connection,
+    release: &str,
+    chart: &source::ChartMeta,
+    profile: &Profile,
+    api_workload: Option<&WorkloadRef>,
+    notes: &mut Vec<String>,
+) -> Result<Option<ClusterRelease>> {
+    let Some(revision) = deployed_revision(helm, conn, release, notes)? else {
+        return Ok(None);
+    };
+    let what = format!("revision {revision} of release {release}");
+    let out = helm_get(helm, conn, "metadata", release, revision, &what)?;
+    let meta: Metadata = serde_json::from_slice(&out).with_context(|| {
         format!("`helm get metadata {release} --revision {revision} -o json` printed something that is not release metadata")
     })?;
     if meta.chart != chart.name {
@@ -236,23 +265,10 @@ pub(crate) fn deployed_image(
     profile: &Profile,
     api_workload: Option<&WorkloadRef>,
 ) -> Result<String> {
-    let mut args: Vec<OsString> = vec![
-        "get".into(),
-        "manifest".into(),
-        release.into(),
-        format!("--revision={revision}").into(),
-    ];
-    args.extend(conn.args());
-    let out = render::output(helm, &args, "helm get manifest")?;
-    if !out.status.success() {
-        bail!(
-            "cannot read the manifest of release {release} revision {revision}: `helm get manifest` failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    let text = String::from_utf8(out.stdout)
-        .context("`helm get manifest` printed output that is not UTF-8")?;
+    let what = format!("the manifest of release {release} revision {revision}");
+    let out = helm_get(helm, conn, "manifest", release, revision, &what)?;
+    let text =
+        String::from_utf8(out).context("`helm get manifest` printed output that is not UTF-8")?;
     let s = stream::split(&text)
         .with_context(|| format!("the manifest of release {release} revision {revision}"))?;
     let names = locate::Names {

@@ -86,20 +86,7 @@ pub(super) fn build_request(
             api_versions: inv.api_versions.clone(),
         }),
     );
-    inputs.flags = Layer {
-        release: Some(inv.release.clone()),
-        namespace: inv.namespace.clone(),
-        profile: inv.profile.clone(),
-        api_workload: inv.api_workload.clone(),
-        phase: inv.phase,
-        job_template: inv.job_template.clone(),
-        gate_image: inv.gate_image.clone(),
-        from: inv.from.clone(),
-        from_image: inv.from_image.clone(),
-        allow_downgrade: Some(inv.allow_downgrade),
-        force_migrations: Some(inv.force_migrations),
-        downgrade_revisions: Some(inv.downgrade_revisions.clone()),
-    };
+    inputs.flags = flags(inv);
     inputs.platform.namespace = env("HELM_NAMESPACE");
     let namespace = inputs.pick(Setting::Namespace, |l| l.namespace);
     let conn = Connection::new(namespace.map(|(_, ns)| ns), inv);
@@ -148,6 +135,24 @@ pub(super) fn build_request(
         d
     };
     settings::resolve(inputs, notes)
+}
+
+/// What the flags (and RELEASE) say, as a settings layer.
+fn flags(inv: &Invocation) -> Layer {
+    Layer {
+        release: Some(inv.release.clone()),
+        namespace: inv.namespace.clone(),
+        profile: inv.profile.clone(),
+        api_workload: inv.api_workload.clone(),
+        phase: inv.phase,
+        job_template: inv.job_template.clone(),
+        gate_image: inv.gate_image.clone(),
+        from: inv.from.clone(),
+        from_image: inv.from_image.clone(),
+        allow_downgrade: Some(inv.allow_downgrade),
+        force_migrations: Some(inv.force_migrations),
+        downgrade_revisions: Some(inv.downgrade_revisions.clone()),
+    }
 }
 
 /// A variable of helm's plugin environment; empty counts as not set.
