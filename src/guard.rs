@@ -64,92 +64,208 @@ pub fn yaml_error(e: &serde_yaml::Error) -> String {
     }
 }
 
-/// Refuses flow nesting deeper than [`MAX_FLOW_DEPTH`], in one linear pass.
+/// Refuses flow nesting deeper than [`MAX_FLOW_DEPTH`], in time linear in the text.
 ///
-/// The pass follows the YAML scanner where it matters: in block context a `[` or
-/// `{` opens a flow collection only where a value starts (after indentation, `- `,
-/// `? ` or `: `); inside flow collections quoted scalars (starting where a token
-/// starts) and comments are skipped.
+/// Guarantee: a text is refused exactly when the YAML reader serde_yaml uses would
+/// reach a flow nesting deeper than the limit, because the depth is counted on the
+/// tokens of that same reader (unsafe-libyaml's scanner, the crate serde_yaml reads
+/// with), not by a second reading of YAML that could disagree with it. The scanner's
+/// cost per token grows with the flow level it holds (it checks one simple-key slot
+/// per level at every token); the count stops at the first level past the limit, and
+/// the scanner reads at most one line or 1024 characters ahead of the token it hands
+/// out, so it never holds more than the limit plus that look-ahead. An accepted text
+/// then costs the parser at most the limit's slots per token.
+///
+/// A text with no more `[` and `{` than the limit cannot nest past it (every flow
+/// collection opens at one of them): it is not scanned.
 pub fn check_depth(text: &str) -> Result<()> {
+    check_depth_at(text, MAX_FLOW_DEPTH)
+}
+
+/// [`check_depth`] with another limit (tests and fuzzing use small ones).
+#[doc(hidden)]
+pub fn check_depth_at(text: &str, limit: usize) -> Result<()> {
     let b = text.as_bytes();
-    let mut depth = 0usize;
-    let mut max = 0usize;
-    // Block context: at the start of a value (line start after indentation, or
-    // after an indicator followed by a space).
-    let mut value_start = true;
-    // Flow context: at the start of a token.
-    let mut token_start = true;
-    let mut i = 0;
-    while i < b.len() {
-        let c = b[i];
-        if depth == 0 {
-            match c {
-                b'\n' => value_start = true,
-                b' ' | b'\t' => {}
-                b'-' | b'?' | b':' if value_start || c == b':' => {
-                    // An indicator opens a value when a blank follows it.
-                    let blank = matches!(b.get(i + 1), None | Some(b' ' | b'\t' | b'\n' | b'\r'));
-                    value_start = blank;
-                }
-                b'#' if value_start
-                    || matches!(i.checked_sub(1).map(|p| b[p]), Some(b' ' | b'\t')) =>
-                {
-                    // A comment, to the line end.
-                    i = memchr::memchr(b'\n', &b[i..]).map_or(b.len(), |n| i + n);
-                    continue;
-                }
-                b'[' | b'{' if value_start => {
-                    depth = 1;
-                    max = max.max(1);
-                    token_start = true;
-                }
-                _ => value_start = false,
-            }
-            i += 1;
-            continue;
-        }
-        match c {
-            b'[' | b'{' => {
-                depth += 1;
-                max = max.max(depth);
-                if max > MAX_FLOW_DEPTH {
-                    let line = 1 + memchr::memchr_iter(b'\n', &b[..i]).count();
-                    bail!(
-                        "nesting deeper than {MAX_FLOW_DEPTH} levels (line {line} of the document): no Kubernetes object nests this deep. Fix the template or values that produce it"
-                    );
-                }
-                token_start = true;
-            }
-            b']' | b'}' => {
-                depth -= 1;
-                token_start = false;
-                value_start = false;
-            }
-            b',' => token_start = true,
-            b':' if matches!(b.get(i + 1), Some(b' ' | b'\t' | b'\n' | b'\r')) => {
-                token_start = true
-            }
-            b' ' | b'\t' | b'\n' | b'\r' => {
-                if b.get(i + 1) == Some(&b'#') {
-                    i = memchr::memchr(b'\n', &b[i + 1..]).map_or(b.len(), |n| i + 1 + n);
-                    continue;
-                }
-            }
-            b'"' | b'\'' if token_start => {
-                // A quote is ASCII: `i` is a character boundary.
-                match crate::stream::quoted_end(&text[i..]) {
-                    Some(end) => i += end,
-                    // Unclosed: the YAML reader stops there with an error.
-                    None => return Ok(()),
-                }
-                token_start = false;
-                continue;
-            }
-            _ => token_start = false,
-        }
-        i += 1;
+    if memchr::memchr2_iter(b'[', b'{', b).nth(limit).is_none() {
+        return Ok(());
     }
-    Ok(())
+    match libyaml::first_flow_level_past(b, limit) {
+        Some(line) => bail!(
+            "nesting deeper than {limit} levels (line {line} of the document): no Kubernetes object nests this deep. Fix the template or values that produce it"
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The YAML reader's own scanner, driven token by token.
+mod libyaml {
+    use std::mem::MaybeUninit;
+    use unsafe_libyaml as unsafe_ffi;
+
+    /// A scanner over `input`, freed when dropped. Boxed: the scanner keeps a
+    /// pointer to itself (its read handler's data), so it must not move.
+    struct Scanner<'a> {
+        sys: Box<MaybeUninit<unsafe_ffi::yaml_parser_t>>,
+        _input: &'a [u8],
+    }
+
+    impl<'a> Scanner<'a> {
+        fn new(input: &'a [u8]) -> Scanner<'a> {
+            let mut sys = Box::new(MaybeUninit::<unsafe_ffi::yaml_parser_t>::uninit());
+            // SAFETY: as serde_yaml's own parser (libyaml/parser.rs): initialize the
+            // boxed (pinned) struct, then give it the input, which `_input` keeps
+            // borrowed for the scanner's whole life.
+            unsafe {
+                let p = sys.as_mut_ptr();
+                assert!(!unsafe_ffi::yaml_parser_initialize(p).fail, "out of memory");
+                unsafe_ffi::yaml_parser_set_encoding(p, unsafe_ffi::YAML_UTF8_ENCODING);
+                unsafe_ffi::yaml_parser_set_input_string(p, input.as_ptr(), input.len() as u64);
+            }
+            Scanner { sys, _input: input }
+        }
+
+        /// The next token's type and 0-based line; `None` at a scanner error.
+        fn next(&mut self) -> Option<(unsafe_ffi::yaml_token_type_t, u64)> {
+            let mut token = MaybeUninit::<unsafe_ffi::yaml_token_t>::uninit();
+            // SAFETY: the scanner is initialized (`new`); a token the scanner filled
+            // is read, then freed once.
+            unsafe {
+                let t = token.as_mut_ptr();
+                if unsafe_ffi::yaml_parser_scan(self.sys.as_mut_ptr(), t).fail {
+                    return None;
+                }
+                let out = ((*t).type_, (*t).start_mark.line);
+                unsafe_ffi::yaml_token_delete(t);
+                Some(out)
+            }
+        }
+    }
+
+    impl Drop for Scanner<'_> {
+        fn drop(&mut self) {
+            // SAFETY: initialized in `new`, deleted once.
+            unsafe { unsafe_ffi::yaml_parser_delete(self.sys.as_mut_ptr()) }
+        }
+    }
+
+    /// The 1-based line of the first flow collection that opens past `limit` levels,
+    /// or `None` (the text stays within it, or the scanner fails first: then so does
+    /// the parser, at the same place).
+    pub fn first_flow_level_past(input: &[u8], limit: usize) -> Option<u64> {
+        let mut scanner = Scanner::new(input);
+        let mut depth = 0usize;
+        loop {
+            let (kind, line) = scanner.next()?;
+            match kind {
+                unsafe_ffi::YAML_FLOW_SEQUENCE_START_TOKEN
+                | unsafe_ffi::YAML_FLOW_MAPPING_START_TOKEN => {
+                    depth += 1;
+                    if depth > limit {
+                        return Some(line + 1);
+                    }
+                }
+                // The scanner lowers its level only above zero: so does the count.
+                unsafe_ffi::YAML_FLOW_SEQUENCE_END_TOKEN
+                | unsafe_ffi::YAML_FLOW_MAPPING_END_TOKEN => depth = depth.saturating_sub(1),
+                unsafe_ffi::YAML_STREAM_END_TOKEN => return None,
+                _ => {}
+            }
+        }
+    }
+
+    /// The oracle for tests and fuzzing: the deepest flow nesting the parser's
+    /// events reach (collections opened by `[` or `{`), and whether the parser
+    /// stopped at an error.
+    #[cfg(any(test, fuzzing))]
+    pub fn parser_flow_depth(input: &[u8]) -> (usize, bool) {
+        let mut scanner = Scanner::new(input);
+        let (mut depth, mut max, mut flow) = (0usize, 0usize, Vec::new());
+        loop {
+            let mut event = MaybeUninit::<unsafe_ffi::yaml_event_t>::uninit();
+            // SAFETY: as `Scanner::next`, with the parser's events.
+            let kind = unsafe {
+                let e = event.as_mut_ptr();
+                if unsafe_ffi::yaml_parser_parse(scanner.sys.as_mut_ptr(), e).fail {
+                    return (max, true);
+                }
+                // A flow collection opened by its bracket, not a single-pair mapping
+                // the parser makes of `[a: b]` (a zero-width start).
+                let (start, end) = ((*e).start_mark.index, (*e).end_mark.index);
+                let bracket =
+                    end == start + 1 && matches!(input.get(start as usize), Some(b'[' | b'{'));
+                let kind = match (*e).type_ {
+                    unsafe_ffi::YAML_SEQUENCE_START_EVENT
+                    | unsafe_ffi::YAML_MAPPING_START_EVENT => Some(bracket),
+                    unsafe_ffi::YAML_SEQUENCE_END_EVENT | unsafe_ffi::YAML_MAPPING_END_EVENT => {
+                        None
+                    }
+                    unsafe_ffi::YAML_STREAM_END_EVENT => {
+                        unsafe_ffi::yaml_event_delete(e);
+                        return (max, false);
+                    }
+                    _ => {
+                        unsafe_ffi::yaml_event_delete(e);
+                        continue;
+                    }
+                };
+                unsafe_ffi::yaml_event_delete(e);
+                kind
+            };
+            match kind {
+                Some(is_flow) => {
+                    flow.push(is_flow);
+                    depth += usize::from(is_flow);
+                    max = max.max(depth);
+                }
+                None => depth -= usize::from(flow.pop().unwrap_or(false)),
+            }
+        }
+    }
+}
+
+#[cfg(any(test, fuzzing))]
+pub use libyaml::parser_flow_depth;
+
+/// Values shorter than this are not blanked from helm's messages: they are no secret,
+/// and blanking them would blank line numbers and words of every message.
+pub const MIN_BLANKED: usize = 4;
+
+/// The texts of the values in `files` (values files helm reads), to blank out of
+/// helm's messages before they are relayed (Argo CD shows them in its UI): every
+/// string and number of at least [`MIN_BLANKED`] characters, and each line of one
+/// that spans lines, longest first. A file that cannot be read or parsed again is an
+/// error: then nothing of helm's message may be relayed.
+pub fn value_texts(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+    fn walk(v: &serde_yaml::Value, out: &mut Vec<String>) {
+        use serde_yaml::Value as V;
+        let text = match v {
+            V::String(s) => s.clone(),
+            V::Number(n) => n.to_string(),
+            V::Sequence(items) => return items.iter().for_each(|i| walk(i, out)),
+            V::Mapping(m) => return m.values().for_each(|i| walk(i, out)),
+            V::Tagged(t) => return walk(&t.value, out),
+            V::Bool(_) | V::Null => return,
+        };
+        out.extend(
+            text.lines()
+                .filter(|l| l.trim().len() >= MIN_BLANKED)
+                .map(str::to_owned),
+        );
+        if text.len() >= MIN_BLANKED {
+            out.push(text);
+        }
+    }
+    let mut out = Vec::new();
+    for f in files {
+        let v: serde_yaml::Value = std::fs::read_to_string(f)
+            .map_err(anyhow::Error::from)
+            .and_then(|t| yaml(&t, "values"))
+            .with_context(|| format!("values file {} could not be read again", f.display()))?;
+        walk(&v, &mut out);
+    }
+    out.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    out.dedup();
+    Ok(out)
 }
 
 /// A DNS-1123 label: 1-63 of `a-z0-9-`, alphanumeric at both ends.
@@ -427,6 +543,81 @@ mod tests {
         assert!(check_depth(&"[ ']' ".repeat(200)).is_err());
         // Balanced deep-ish JSON passes.
         assert!(check_depth(&format!("{}{}", "[".repeat(100), "]".repeat(100))).is_ok());
+    }
+
+    /// Block context a hand-written pre-scan misread (issue 14, case 9): text that
+    /// looks like a flow collection and a quote, but is a plain scalar's continuation
+    /// line, a block scalar's line or a comment, must not hide the real nesting after it.
+    #[test]
+    fn depth_hidden_behind_block_context_is_found() {
+        let deep = "[".repeat(200);
+        for hide in [
+            "data:\n  a: x\n    [ \"\n  b: ",
+            "data:\n  a: |\n    [ \"\n  b: ",
+            "data:\n  a: >-\n    { '\n  b: ",
+            "data:\n  a: x\n    [ # \n  b: ",
+            "data:\n  a: \"x\n    [\"\n  b: ",
+        ] {
+            let doc = format!("metadata: {{name: e}}\n{hide}{deep}\n");
+            assert!(check_depth(&doc).is_err(), "{doc:?}");
+            assert_eq!(parser_flow_depth(doc.as_bytes()).0, 200, "{doc:?}");
+        }
+    }
+
+    /// Brackets a block document holds as text never count, however many (was an
+    /// over-count: a continuation line starting with `[`).
+    #[test]
+    fn brackets_in_block_scalars_open_nothing() {
+        let lines = "    [ x\n".repeat(300);
+        for doc in [
+            format!("a: x\n{lines}b: 1\n"),
+            format!("a: |\n{lines}b: 1\n"),
+            format!("a: >\n{}b: 1\n", "    { \"\n".repeat(300)),
+            format!("a: \"x\n{lines}\"\nb: 1\n"),
+            format!("a: [{}]\n", "{x: [1]}, ".repeat(300)),
+        ] {
+            check_depth(&doc).unwrap();
+            serde_yaml::from_str::<serde_yaml::Value>(&doc).unwrap();
+        }
+    }
+
+    /// Property: on documents built from YAML's tricky pieces, the count refuses
+    /// exactly the texts whose parse nests past the limit (the parser's events are
+    /// the oracle; past a parse error only the scanner reads on, and the count may
+    /// then refuse what the parser never reached).
+    #[test]
+    fn depth_count_agrees_with_the_parser() {
+        const PIECES: &[&str] = &[
+            "[", "[", "{", "]", "}", ", ", "\"", "'", "\\", " #", "#", "\n", "\n  ", "\n    ",
+            "- ", ": ", "a", "x y", "|\n", ">-\n", "? ", "&a ", "*a", "---\n", "...\n", "\t",
+            "!t ", "%", "\"[\"", "'{'", "[a: b", "\r\n",
+        ];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        let (mut refused, mut accepted) = (0, 0);
+        for _ in 0..20_000 {
+            let len = 1 + next(40);
+            let doc: String = (0..len).map(|_| PIECES[next(PIECES.len())]).collect();
+            let (depth, failed) = parser_flow_depth(doc.as_bytes());
+            for limit in [1, 2, 3] {
+                match check_depth_at(&doc, limit) {
+                    Ok(()) => {
+                        accepted += 1;
+                        assert!(depth <= limit, "under-count at {limit}: {doc:?}");
+                    }
+                    Err(_) => {
+                        refused += 1;
+                        assert!(depth > limit || failed, "over-count at {limit}: {doc:?}");
+                    }
+                }
+            }
+        }
+        assert!(refused > 1000 && accepted > 1000, "{refused} {accepted}");
     }
 
     #[test]

@@ -147,6 +147,8 @@ pub struct Running {
     limit: std::time::Duration,
     /// Texts blanked out of helm's messages (the values a user set).
     redact: Vec<String>,
+    /// Values files whose values are blanked out of helm's messages too.
+    values_files: Vec<PathBuf>,
     /// The generated values file's directory, removed when this is dropped.
     values_dir: Option<PrivateDir>,
 }
@@ -306,6 +308,7 @@ fn spawn(mut cmd: Command, helm: &Path, args: &[OsString], what: &'static str) -
         deadline: std::time::Instant::now() + limit,
         limit,
         redact: Vec::new(),
+        values_files: Vec::new(),
         values_dir: None,
     })
 }
@@ -467,7 +470,14 @@ impl Running {
             Stopped::No => {}
         }
         if !status.success() {
-            let msg = redact(&relayed(&stderr_bytes), &self.redact);
+            let msg = match crate::guard::value_texts(&self.values_files) {
+                Ok(mut texts) => {
+                    texts.extend(self.redact.iter().cloned());
+                    texts.sort_by_key(|t| std::cmp::Reverse(t.len()));
+                    redact(&relayed(&stderr_bytes), &texts)
+                }
+                Err(e) => format!("(helm's message is not shown: it may quote values; {e:#})"),
+            };
             bail!(
                 "{what} failed ({status}): {}\n  fix: correct the chart or values helm names above, and check it with `helm template`",
                 msg.trim()
@@ -634,8 +644,19 @@ pub fn run_inherited(
 /// `--set` and `--set-string` go to helm as a generated values file, last (so they
 /// win over every `-f`, as helm's own `--set` does); see [`set_values_yaml`].
 pub fn template(helm: &Path, args: &TemplateArgs) -> Result<Running> {
+    // The chart's own values and the user's values files: blanked from helm's messages.
+    let values_files = (args
+        .chart
+        .join("values.yaml")
+        .is_file()
+        .then(|| args.chart.join("values.yaml"))
+        .into_iter())
+    .chain(args.values.iter().cloned())
+    .collect();
     if args.set.is_empty() && args.set_string.is_empty() {
-        return start_render(helm, &args.argv(), "helm template");
+        let mut running = start_render(helm, &args.argv(), "helm template")?;
+        running.values_files = values_files;
+        return Ok(running);
     }
     let (yaml, secrets) = set_values_yaml(&args.set, &args.set_string)?;
     let dir = PrivateDir::new()?;
@@ -646,6 +667,7 @@ pub fn template(helm: &Path, args: &TemplateArgs) -> Result<Running> {
     plain.values.push(file);
     let mut running = start_render(helm, &plain.argv(), "helm template")?;
     running.redact = secrets;
+    running.values_files = values_files;
     running.values_dir = Some(dir);
     Ok(running)
 }

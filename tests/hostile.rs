@@ -651,6 +651,38 @@ const CASES: &[Case] = &[
         &["helm template failed", "(a value you set, not shown)"],
     ),
     case(
+        "a chart that fails with a value from a values file as its message",
+        Rule::NothingEchoed,
+        0,
+        |s| {
+            s.write(
+                "app/values-prod.yaml",
+                "failWith: \"the db password FAILSECRET-77\\nis wrong\"\n",
+            );
+            no_stdin(s.argocd_with(
+                "generate",
+                json!([{"name": "values-files", "array": ["values-prod.yaml"]}]),
+            ))
+        },
+        1,
+        &["helm template failed", "(a value you set, not shown)"],
+    ),
+    case(
+        "a chart that fails with a value from its own values.yaml as its message",
+        Rule::NothingEchoed,
+        0,
+        |s| {
+            let v = std::fs::read_to_string(s.path("app/values.yaml")).unwrap();
+            s.write(
+                "app/values.yaml",
+                &v.replace("failWith: \"\"", "failWith: FAILSECRET-77"),
+            );
+            no_stdin(s.cli(&["render", ".", "--profile", "prefect-server"]))
+        },
+        1,
+        &["helm template failed", "(a value you set, not shown)"],
+    ),
+    case(
         "a helm parameter with a list index",
         Rule::NothingEchoed,
         0,
@@ -1051,6 +1083,46 @@ const CASES: &[Case] = &[
                 let mut t = std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap();
                 t.push_str("---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\ndata: ");
                 t.push_str(&"[ \"]\", ".repeat(300_000));
+                (
+                    s.cli(&["inject", "--profile", "prefect-server"]),
+                    t.into_bytes(),
+                )
+            },
+            1,
+            &["nesting deeper than 128 levels"],
+        )
+    },
+    Case {
+        within: 20,
+        ..case(
+            "deep flow nesting after a plain scalar's continuation line that looks like `[ \"`",
+            Rule::Bounded,
+            9,
+            |s| {
+                let mut t = std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap();
+                t.push_str("---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: e}\n");
+                t.push_str("data:\n  a: x\n    [ \"\n  b: ");
+                t.push_str(&"[".repeat(1_000_000));
+                (
+                    s.cli(&["inject", "--profile", "prefect-server"]),
+                    t.into_bytes(),
+                )
+            },
+            1,
+            &["nesting deeper than 128 levels"],
+        )
+    },
+    Case {
+        within: 20,
+        ..case(
+            "deep flow nesting after a block scalar line that looks like `[ \"`",
+            Rule::Bounded,
+            0,
+            |s| {
+                let mut t = std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap();
+                t.push_str("---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: e}\n");
+                t.push_str("data:\n  a: |\n    [ \"\n  b: ");
+                t.push_str(&"{x: ".repeat(300_000));
                 (
                     s.cli(&["inject", "--profile", "prefect-server"]),
                     t.into_bytes(),
