@@ -16,6 +16,10 @@ split)
   cp "$fixtures"/*.yaml "$seeds"/
   cp ../tests/odd/* "$seeds"/ 2>/dev/null || true
   cp ../tests/bad/*.yaml "$seeds"/ 2>/dev/null || true
+  # Nesting behind block context (guard::check_depth against the parser's events).
+  printf 'd:\n  a: x\n    [ "\n  b: [[[{x: [[1]]}]]]\n' > "$seeds/depth-plain.yaml"
+  printf 'd:\n  a: |\n    [ "\n  b: [[[[[1]]]]]\n' > "$seeds/depth-block.yaml"
+  printf 'd: "x\n  [" # [[\nb: [a: [b: {c: [[]]}]]\n' > "$seeds/depth-quoted.yaml"
   ;;
 inject)
   # First byte: option flags (see fuzz_targets/inject.rs).

@@ -18,6 +18,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+use Rule::*;
 
 /// What lockstep guarantees against hostile input (README, "Security").
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -121,6 +122,14 @@ impl Scratch {
         let _ = std::fs::remove_file(&p);
         let _ = std::fs::remove_dir_all(&p);
         std::os::unix::fs::symlink(target, p).unwrap();
+    }
+
+    /// The app's Chart.yaml: the fixture chart's name and versions, then `rest`.
+    fn chart_yaml(&self, rest: &str) {
+        self.write(
+            "app/Chart.yaml",
+            &format!("apiVersion: v2\nname: lockstep-hostile\nversion: 0.1.0\nappVersion: \"3.8.3\"\n{rest}"),
+        );
     }
 
     /// An executable script in bin/.
@@ -267,9 +276,9 @@ const fn case(
     name: &'static str,
     rule: Rule,
     issue: u8,
-    setup: fn(&Scratch) -> (Command, Vec<u8>),
     code: i32,
     expect: &'static [&'static str],
+    setup: fn(&Scratch) -> (Command, Vec<u8>),
 ) -> Case {
     Case {
         name,
@@ -282,945 +291,319 @@ const fn case(
     }
 }
 
+impl Case {
+    /// The run must end within `secs` seconds.
+    const fn within(self, secs: u64) -> Case {
+        Case {
+            within: secs,
+            ..self
+        }
+    }
+}
+
 fn no_stdin(c: Command) -> (Command, Vec<u8>) {
     (c, Vec::new())
 }
 
+/// `argocd generate`, as Argo CD runs it.
+fn generate(s: &Scratch) -> (Command, Vec<u8>) {
+    no_stdin(s.argocd("generate"))
+}
+
+/// `argocd generate` with these parameters.
+fn generate_with(s: &Scratch, params: serde_json::Value) -> (Command, Vec<u8>) {
+    no_stdin(s.argocd_with("generate", params))
+}
+
+/// `argocd generate` with the `values-files` parameter.
+fn values_files(s: &Scratch, files: &[&str]) -> (Command, Vec<u8>) {
+    generate_with(s, json!([{"name": "values-files", "array": files}]))
+}
+
+/// `lockstep render . --profile prefect-server ARGS` in the app directory.
+fn render(s: &Scratch, args: &[&str]) -> (Command, Vec<u8>) {
+    let mut all = vec!["render", ".", "--profile", "prefect-server"];
+    all.extend_from_slice(args);
+    no_stdin(s.cli(&all))
+}
+
+/// `lockstep inject --profile prefect-server` reading `stream`.
+fn inject(s: &Scratch, stream: String) -> (Command, Vec<u8>) {
+    (
+        s.cli(&["inject", "--profile", "prefect-server"]),
+        stream.into_bytes(),
+    )
+}
+
+/// tests/bad/base.yaml: a stream with the API workload.
+fn base() -> String {
+    std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap()
+}
+
 const OUTSIDE_REFUSED: &[&str] = &["outside the repository"];
 
+#[rustfmt::skip]
 const CASES: &[Case] = &[
+    // case(name, rule, issue case (0: our own), exit code, expected on stderr (stdout on success), setup)
     // --- Reads outside the repository --------------------------------------------------
-    case(
-        "lockstep.yaml is a symlink to an outside file",
-        Rule::ReadsStayInside,
-        1,
-        |s| {
-            s.link("app/lockstep.yaml", &s.outside("secret.txt"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &[
-            "the app config",
-            "resolves outside the repository",
-            "Replace the symlink",
-        ],
-    ),
-    case(
-        "lockstep.yaml inside the repository but not YAML: the error quotes none of it",
-        Rule::NothingEchoed,
-        1,
-        |s| {
-            s.write("app/lockstep.yaml", "chart: [password=hunter2\n");
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["not a valid lockstep config"],
-    ),
-    case(
-        "lockstep.yaml with a secret where a list belongs",
-        Rule::NothingEchoed,
-        0,
-        |s| {
-            s.write(
-                "app/lockstep.yaml",
-                "profile: prefect-server\nvalues: password=hunter2\n",
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["not a valid lockstep config", "(a value, not shown)"],
-    ),
-    case(
-        "lockstep.lock is a symlink to an outside file holding a password",
-        Rule::ReadsStayInside,
-        2,
-        |s| {
-            std::fs::write(s.outside("creds"), "password=hunter2\nLOCKSECRET-31\n").unwrap();
-            s.link("app/lockstep.lock", &s.outside("creds"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["the lock file", "resolves outside the repository"],
-    ),
-    case(
-        "lockstep.lock is a symlink to an outside valid lock (would be used silently)",
-        Rule::ReadsStayInside,
-        2,
-        |s| {
-            s.link("app/lockstep.lock", &s.outside("valid.lock"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["the lock file", "resolves outside the repository"],
-    ),
-    case(
-        "the dynamic parameters of an app whose lock points outside",
-        Rule::NothingEchoed,
-        2,
-        |s| {
-            std::fs::write(s.outside("creds"), "password=hunter2\n").unwrap();
-            s.link("app/lockstep.lock", &s.outside("creds"));
-            no_stdin(s.argocd("parameters"))
-        },
-        0,
-        &["lockstep-error", "resolves outside the repository"],
-    ),
-    case(
-        "a chart file read by .Files.Get is a symlink out of the repository",
-        Rule::ReadsStayInside,
-        3,
-        |s| {
-            s.link("app/files/note.txt", &s.outside("secret.txt"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &[
-            "symlink files/note.txt",
-            "resolves outside the repository",
-            "remove the symlink",
-        ],
-    ),
-    case(
-        "a template is a symlink out of the repository",
-        Rule::ReadsStayInside,
-        3,
-        |s| {
-            s.link("app/templates/leak.yaml", &s.outside("secret.txt"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &[
-            "symlink templates/leak.yaml",
-            "resolves outside the repository",
-        ],
-    ),
-    case(
-        "a subchart in charts/ is a symlink to a chart outside",
-        Rule::ReadsStayInside,
-        3,
-        |s| {
-            s.link("app/charts/outside", &s.outside("chart"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["symlink charts/outside", "resolves outside the repository"],
-    ),
-    case(
-        "the templates directory is a symlink out of the repository",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            s.link("app/templates", &s.outside("chart/templates"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        OUTSIDE_REFUSED,
-    ),
-    case(
-        "a symlinked directory inside the repository leads on out of it",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            std::fs::create_dir_all(s.path("shared")).unwrap();
-            s.link("shared/note.txt", &s.outside("secret.txt"));
-            s.link("app/files", &s.path("shared"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["note.txt", "resolves outside the repository"],
-    ),
-    case(
-        "a relative symlink climbing out of the repository",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            s.link(
-                "app/files/note.txt",
-                Path::new("../../../outside/secret.txt"),
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        OUTSIDE_REFUSED,
-    ),
-    case(
-        "a dangling symlink in the chart (a target that may appear later)",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            s.link(
-                "app/files/later.txt",
-                Path::new("/nonexistent/lockstep/secret"),
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["symlink files/later.txt", "target does not exist"],
-    ),
-    case(
-        "a symlink loop in the chart",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            s.link("app/files/a", Path::new("b"));
-            s.link("app/files/b", Path::new("a"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["target does not exist"],
-    ),
-    case(
-        "the chart itself (chart:) is a symlink to a chart outside",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            s.link("charts/ext", &s.outside("chart"));
-            s.write(
-                "app/lockstep.yaml",
-                "chart: ../charts/ext\nprofile: prefect-server\n",
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["chart \"../charts/ext\" resolves outside the repository"],
-    ),
-    case(
-        "argocd init: a dependency from file:///abs/path outside the repository",
-        Rule::ReadsStayInside,
-        4,
-        |s| {
-            let chart = format!(
-                "apiVersion: v2\nname: lockstep-hostile\nversion: 0.1.0\nappVersion: \"3.8.3\"\ndependencies:\n  - name: ext\n    version: 0.1.0\n    repository: \"file://{}\"\n",
-                s.outside("chart").display()
-            );
-            s.write("app/Chart.yaml", &chart);
-            no_stdin(s.argocd("init"))
-        },
-        1,
-        &[
-            "dependency \"ext\"",
-            "is an absolute path",
-            "`file://` dependencies must name a directory inside the repository",
-        ],
-    ),
-    case(
-        "argocd init: a dependency from file://../../outside",
-        Rule::ReadsStayInside,
-        4,
-        |s| {
-            s.write(
-                "app/Chart.yaml",
-                "apiVersion: v2\nname: lockstep-hostile\nversion: 0.1.0\nappVersion: \"3.8.3\"\ndependencies:\n  - name: ext\n    version: 0.1.0\n    repository: \"file://../../outside/chart\"\n",
-            );
-            no_stdin(s.argocd("init"))
-        },
-        1,
-        &["dependency \"ext\"", "leaves the repository"],
-    ),
-    case(
-        "argocd init: a dependency from file:// inside the repository that is a symlink out",
-        Rule::ReadsStayInside,
-        4,
-        |s| {
-            s.link("vendor/ext", &s.outside("chart"));
-            s.write(
-                "app/Chart.yaml",
-                "apiVersion: v2\nname: lockstep-hostile\nversion: 0.1.0\nappVersion: \"3.8.3\"\ndependencies:\n  - name: ext\n    version: 0.1.0\n    repository: \"file://../vendor/ext\"\n",
-            );
-            no_stdin(s.argocd("init"))
-        },
-        1,
-        &["dependency \"ext\"", "resolves outside the repository"],
-    ),
-    case(
-        "argocd init: a file:// dependency inside the repository holding a symlink out",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            copy_dir(
-                &repo().join("tests/data/hostile/app"),
-                &s.path("vendor/ext"),
-            );
-            s.link("vendor/ext/files/note.txt", &s.outside("secret.txt"));
-            s.write(
-                "app/Chart.yaml",
-                "apiVersion: v2\nname: lockstep-hostile\nversion: 0.1.0\nappVersion: \"3.8.3\"\ndependencies:\n  - name: lockstep-hostile\n    version: 0.1.0\n    repository: \"file://../vendor/ext\"\n",
-            );
-            no_stdin(s.argocd("init"))
-        },
-        1,
-        &[
-            "dependency \"lockstep-hostile\"",
-            "symlink files/note.txt",
-            "resolves outside the repository",
-        ],
-    ),
-    case(
-        "Chart.yaml annotation lockstep.dev/profile names a file outside",
-        Rule::ReadsStayInside,
-        4,
-        |s| {
-            s.write("app/lockstep.yaml", "# no profile: the chart names it\n");
-            s.write(
-                "app/Chart.yaml",
-                "apiVersion: v2\nname: lockstep-hostile\nversion: 0.1.0\nappVersion: \"3.8.3\"\nannotations:\n  lockstep.dev/profile: ../../outside/profile.yaml\n",
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &[
-            "profile file (Chart.yaml annotation lockstep.dev/profile)",
-            "leaves the repository",
-        ],
-    ),
-    case(
-        "Chart.yaml annotation lockstep.dev/profile names an absolute path",
-        Rule::ReadsStayInside,
-        4,
-        |s| {
-            s.write("app/lockstep.yaml", "# no profile: the chart names it\n");
-            s.write(
-                "app/Chart.yaml",
-                "apiVersion: v2\nname: lockstep-hostile\nversion: 0.1.0\nappVersion: \"3.8.3\"\nannotations:\n  lockstep.dev/profile: /etc/passwd\n",
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["lockstep.dev/profile", "is an absolute path"],
-    ),
-    case(
-        "a values file parameter that is a symlink out of the repository",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            s.link("app/values-prod.yaml", &s.outside("secret.txt"));
-            no_stdin(s.argocd_with(
-                "generate",
-                json!([{"name": "values-files", "array": ["values-prod.yaml"]}]),
-            ))
-        },
-        1,
-        &["values file \"values-prod.yaml\" resolves outside the repository"],
-    ),
-    case(
-        "a values file with a secret and a syntax error: the error quotes no value",
-        Rule::NothingEchoed,
-        0,
-        |s| {
-            s.write(
-                "app/values-prod.yaml",
-                "password: 'SUPERSECRET98\nother: [x\n",
-            );
-            no_stdin(s.argocd_with(
-                "generate",
-                json!([{"name": "values-files", "array": ["values-prod.yaml"]}]),
-            ))
-        },
-        1,
-        &["values file", "is not valid YAML"],
-    ),
+    case("lockstep.yaml is a symlink to an outside file", ReadsStayInside, 1, 1, &["the app config", "resolves outside the repository", "Replace the symlink"], |s| {
+        s.link("app/lockstep.yaml", &s.outside("secret.txt"));
+        generate(s)
+    }),
+    case("lockstep.yaml inside the repository but not YAML: the error quotes none of it", NothingEchoed, 1, 1, &["not a valid lockstep config"], |s| {
+        s.write("app/lockstep.yaml", "chart: [password=hunter2\n");
+        generate(s)
+    }),
+    case("lockstep.yaml with a secret where a list belongs", NothingEchoed, 0, 1, &["not a valid lockstep config", "(a value, not shown)"], |s| {
+        s.write("app/lockstep.yaml", "profile: prefect-server\nvalues: password=hunter2\n");
+        generate(s)
+    }),
+    case("lockstep.lock is a symlink to an outside file holding a password", ReadsStayInside, 2, 1, &["the lock file", "resolves outside the repository"], |s| {
+        std::fs::write(s.outside("creds"), "password=hunter2\nLOCKSECRET-31\n").unwrap();
+        s.link("app/lockstep.lock", &s.outside("creds"));
+        generate(s)
+    }),
+    case("lockstep.lock is a symlink to an outside valid lock (would be used silently)", ReadsStayInside, 2, 1, &["the lock file", "resolves outside the repository"], |s| {
+        s.link("app/lockstep.lock", &s.outside("valid.lock"));
+        generate(s)
+    }),
+    case("the dynamic parameters of an app whose lock points outside", NothingEchoed, 2, 0, &["lockstep-error", "resolves outside the repository"], |s| {
+        std::fs::write(s.outside("creds"), "password=hunter2\n").unwrap();
+        s.link("app/lockstep.lock", &s.outside("creds"));
+        no_stdin(s.argocd("parameters"))
+    }),
+    case("a chart file read by .Files.Get is a symlink out of the repository", ReadsStayInside, 3, 1, &["symlink files/note.txt", "resolves outside the repository", "remove the symlink"], |s| {
+        s.link("app/files/note.txt", &s.outside("secret.txt"));
+        generate(s)
+    }),
+    case("a template is a symlink out of the repository", ReadsStayInside, 3, 1, &["symlink templates/leak.yaml", "resolves outside the repository"], |s| {
+        s.link("app/templates/leak.yaml", &s.outside("secret.txt"));
+        generate(s)
+    }),
+    case("a subchart in charts/ is a symlink to a chart outside", ReadsStayInside, 3, 1, &["symlink charts/outside", "resolves outside the repository"], |s| {
+        s.link("app/charts/outside", &s.outside("chart"));
+        generate(s)
+    }),
+    case("the templates directory is a symlink out of the repository", ReadsStayInside, 0, 1, OUTSIDE_REFUSED, |s| {
+        s.link("app/templates", &s.outside("chart/templates"));
+        generate(s)
+    }),
+    case("a symlinked directory inside the repository leads on out of it", ReadsStayInside, 0, 1, &["note.txt", "resolves outside the repository"], |s| {
+        std::fs::create_dir_all(s.path("shared")).unwrap();
+        s.link("shared/note.txt", &s.outside("secret.txt"));
+        s.link("app/files", &s.path("shared"));
+        generate(s)
+    }),
+    case("a relative symlink climbing out of the repository", ReadsStayInside, 0, 1, OUTSIDE_REFUSED, |s| {
+        s.link("app/files/note.txt", Path::new("../../../outside/secret.txt"));
+        generate(s)
+    }),
+    case("a dangling symlink in the chart (a target that may appear later)", ReadsStayInside, 0, 1, &["symlink files/later.txt", "target does not exist"], |s| {
+        s.link("app/files/later.txt", Path::new("/nonexistent/lockstep/secret"));
+        generate(s)
+    }),
+    case("a symlink loop in the chart", ReadsStayInside, 0, 1, &["target does not exist"], |s| {
+        s.link("app/files/a", Path::new("b"));
+        s.link("app/files/b", Path::new("a"));
+        generate(s)
+    }),
+    case("the chart itself (chart:) is a symlink to a chart outside", ReadsStayInside, 0, 1, &["chart \"../charts/ext\" resolves outside the repository"], |s| {
+        s.link("charts/ext", &s.outside("chart"));
+        s.write("app/lockstep.yaml", "chart: ../charts/ext\nprofile: prefect-server\n");
+        generate(s)
+    }),
+    case("argocd init: a dependency from file:///abs/path outside the repository", ReadsStayInside, 4, 1, &["dependency \"ext\"", "is an absolute path", "`file://` dependencies must name a directory inside the repository"], |s| {
+        let chart = format!("dependencies:\n  - name: ext\n    version: 0.1.0\n    repository: \"file://{}\"\n", s.outside("chart").display());
+        s.chart_yaml(&chart);
+        no_stdin(s.argocd("init"))
+    }),
+    case("argocd init: a dependency from file://../../outside", ReadsStayInside, 4, 1, &["dependency \"ext\"", "leaves the repository"], |s| {
+        s.chart_yaml("dependencies:\n  - name: ext\n    version: 0.1.0\n    repository: \"file://../../outside/chart\"\n");
+        no_stdin(s.argocd("init"))
+    }),
+    case("argocd init: a dependency from file:// inside the repository that is a symlink out", ReadsStayInside, 4, 1, &["dependency \"ext\"", "resolves outside the repository"], |s| {
+        s.link("vendor/ext", &s.outside("chart"));
+        s.chart_yaml("dependencies:\n  - name: ext\n    version: 0.1.0\n    repository: \"file://../vendor/ext\"\n");
+        no_stdin(s.argocd("init"))
+    }),
+    case("argocd init: a file:// dependency inside the repository holding a symlink out", ReadsStayInside, 0, 1, &["dependency \"lockstep-hostile\"", "symlink files/note.txt", "resolves outside the repository"], |s| {
+        copy_dir(&repo().join("tests/data/hostile/app"), &s.path("vendor/ext"));
+        s.link("vendor/ext/files/note.txt", &s.outside("secret.txt"));
+        s.chart_yaml("dependencies:\n  - name: lockstep-hostile\n    version: 0.1.0\n    repository: \"file://../vendor/ext\"\n");
+        no_stdin(s.argocd("init"))
+    }),
+    case("Chart.yaml annotation lockstep.dev/profile names a file outside", ReadsStayInside, 4, 1, &["profile file (Chart.yaml annotation lockstep.dev/profile)", "leaves the repository"], |s| {
+        s.write("app/lockstep.yaml", "# no profile: the chart names it\n");
+        s.chart_yaml("annotations:\n  lockstep.dev/profile: ../../outside/profile.yaml\n");
+        generate(s)
+    }),
+    case("Chart.yaml annotation lockstep.dev/profile names an absolute path", ReadsStayInside, 4, 1, &["lockstep.dev/profile", "is an absolute path"], |s| {
+        s.write("app/lockstep.yaml", "# no profile: the chart names it\n");
+        s.chart_yaml("annotations:\n  lockstep.dev/profile: /etc/passwd\n");
+        generate(s)
+    }),
+    case("a values file parameter that is a symlink out of the repository", ReadsStayInside, 0, 1, &["values file \"values-prod.yaml\" resolves outside the repository"], |s| {
+        s.link("app/values-prod.yaml", &s.outside("secret.txt"));
+        values_files(s, &["values-prod.yaml"])
+    }),
+    case("a values file with a secret and a syntax error: the error quotes no value", NothingEchoed, 0, 1, &["values file", "is not valid YAML"], |s| {
+        s.write("app/values-prod.yaml", "password: 'SUPERSECRET98\nother: [x\n");
+        values_files(s, &["values-prod.yaml"])
+    }),
     // --- Values echoed ----------------------------------------------------------------
-    case(
-        "a helm parameter helm's --set parser cannot read",
-        Rule::NothingEchoed,
-        5,
-        |s| no_stdin(s.argocd_with("generate", hp("password", "{x} SUPERSECRET99"))),
-        0,
-        &["kind: Secret"],
-    ),
-    case(
-        "a lockstep.yaml set: value helm's --set-string parser cannot read",
-        Rule::NothingEchoed,
-        5,
-        |s| {
-            s.write(
-                "app/lockstep.yaml",
-                "profile: prefect-server\nset:\n  password: \"{x} SUPERSECRET98\"\n",
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        0,
-        &["kind: Secret"],
-    ),
-    case(
-        "a chart that fails with a value the user set as its message",
-        Rule::NothingEchoed,
-        0,
-        |s| no_stdin(s.argocd_with("generate", hp("failWith", "FAILSECRET-77 is wrong"))),
-        1,
-        &["helm template failed", "(a value you set, not shown)"],
-    ),
-    case(
-        "a chart that fails with a value from a values file as its message",
-        Rule::NothingEchoed,
-        0,
-        |s| {
-            s.write(
-                "app/values-prod.yaml",
-                "failWith: \"the db password FAILSECRET-77\\nis wrong\"\n",
-            );
-            no_stdin(s.argocd_with(
-                "generate",
-                json!([{"name": "values-files", "array": ["values-prod.yaml"]}]),
-            ))
-        },
-        1,
-        &["helm template failed", "(a value you set, not shown)"],
-    ),
-    case(
-        "a chart that fails with a value from its own values.yaml as its message",
-        Rule::NothingEchoed,
-        0,
-        |s| {
-            let v = std::fs::read_to_string(s.path("app/values.yaml")).unwrap();
-            s.write(
-                "app/values.yaml",
-                &v.replace("failWith: \"\"", "failWith: FAILSECRET-77"),
-            );
-            no_stdin(s.cli(&["render", ".", "--profile", "prefect-server"]))
-        },
-        1,
-        &["helm template failed", "(a value you set, not shown)"],
-    ),
-    case(
-        "a helm parameter with a list index",
-        Rule::NothingEchoed,
-        0,
-        |s| no_stdin(s.argocd_with("generate", hp("list[0]", "SUPERSECRET99"))),
-        1,
-        &["uses a list index", "Put the list into a values file"],
-    ),
-    case(
-        "a helm parameter key built to look like a flag is a values key, never a flag",
-        Rule::CheckedOnEntry,
-        0,
-        |s| no_stdin(s.argocd_with("generate", hp("--post-renderer", "/bin/sh"))),
-        0,
-        &["kind: Deployment"],
-    ),
-    case(
-        "a helm parameter value that carries YAML meant to add an object",
-        Rule::NoSilentDifference,
-        0,
-        |s| {
-            no_stdin(s.argocd_with(
-                "generate",
-                hp("echo", "x\"\nkind: Secret\nmetadata: {name: stolen}"),
-            ))
-        },
-        0,
-        &["kind: Secret\\nmetadata: {name: stolen}"],
-    ),
-    case(
-        "a helm parameter value that looks like a helm flag stays a value",
-        Rule::CheckedOnEntry,
-        0,
-        |s| no_stdin(s.argocd_with("generate", hp("echo", "--post-renderer=/bin/sh"))),
-        0,
-        &["echo: \"--post-renderer=/bin/sh\""],
-    ),
-    case(
-        "ARGOCD_APP_PARAMETERS that is not JSON, with a secret in it",
-        Rule::NothingEchoed,
-        0,
-        |s| {
-            let mut c = s.argocd("generate");
-            c.env(
-                "ARGOCD_APP_PARAMETERS",
-                "[{\"name\": \"helm-parameters\", \"map\": {\"password\": \"SUPERSECRET99\"",
-            );
-            no_stdin(c)
-        },
-        1,
-        &["ARGOCD_APP_PARAMETERS is not JSON"],
-    ),
-    case(
-        "values files from the Application's plugin env leaving the repository",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            let mut c = s.argocd("generate");
-            c.env(
-                "ARGOCD_ENV_LOCKSTEP_VALUES_FILES",
-                "values.yaml,../../outside/secret.txt",
-            );
-            no_stdin(c)
-        },
-        1,
-        &["values file \"../../outside/secret.txt\" leaves the repository"],
-    ),
-    case(
-        "a profile parameter naming a file outside",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            no_stdin(s.argocd_with(
-                "generate",
-                json!([{"name": "profile", "string": "../../outside/profile.yaml"}]),
-            ))
-        },
-        1,
-        &["profile file \"../../outside/profile.yaml\" leaves the repository"],
-    ),
-    case(
-        "Chart.yaml is a symlink to an outside chart's",
-        Rule::ReadsStayInside,
-        0,
-        |s| {
-            s.link("app/Chart.yaml", &s.outside("chart/Chart.yaml"));
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["symlink Chart.yaml", "resolves outside the repository"],
-    ),
-    case(
-        "a release parameter with a line break",
-        Rule::CheckedOnEntry,
-        0,
-        |s| {
-            no_stdin(s.argocd_with(
-                "generate",
-                json!([{"name": "release", "string": "app\nkind: Secret"}]),
-            ))
-        },
-        1,
-        &["release name", "is not valid"],
-    ),
-    case(
-        "LOCKSTEP_FROM with a carriage return",
-        Rule::CheckedOnEntry,
-        0,
-        |s| {
-            let mut c = s.cli(&["render", ".", "--profile", "prefect-server"]);
-            c.env("LOCKSTEP_FROM", "3.7.8\r");
-            no_stdin(c)
-        },
-        1,
-        &["is not a version"],
-    ),
-    case(
-        "--namespace with a slash",
-        Rule::CheckedOnEntry,
-        0,
-        |s| no_stdin(s.cli(&["render", ".", "--profile", "prefect-server", "-n", "a/b"])),
-        1,
-        &["namespace \"a/b\"", "lower-case DNS label"],
-    ),
-    case(
-        "--gate-image with a digest that is no digest",
-        Rule::CheckedOnEntry,
-        0,
-        |s| {
-            no_stdin(s.cli(&[
-                "render",
-                ".",
-                "--profile",
-                "prefect-server",
-                "--gate-image",
-                "busybox@sha256:zz",
-            ]))
-        },
-        1,
-        &["the gate image", "is not an image reference"],
-    ),
+    case("a helm parameter helm's --set parser cannot read", NothingEchoed, 5, 0, &["kind: Secret"], |s| generate_with(s, hp("password", "{x} SUPERSECRET99"))),
+    case("a lockstep.yaml set: value helm's --set-string parser cannot read", NothingEchoed, 5, 0, &["kind: Secret"], |s| {
+        s.write("app/lockstep.yaml", "profile: prefect-server\nset:\n  password: \"{x} SUPERSECRET98\"\n");
+        generate(s)
+    }),
+    case("a chart that fails with a value the user set as its message", NothingEchoed, 0, 1, &["helm template failed", "(a value you set, not shown)"], |s| generate_with(s, hp("failWith", "FAILSECRET-77 is wrong"))),
+    case("a chart that fails with a value from a values file as its message", NothingEchoed, 0, 1, &["helm template failed", "(a value you set, not shown)"], |s| {
+        s.write("app/values-prod.yaml", "failWith: \"the db password FAILSECRET-77\\nis wrong\"\n");
+        values_files(s, &["values-prod.yaml"])
+    }),
+    case("a chart that fails with a value from its own values.yaml as its message", NothingEchoed, 0, 1, &["helm template failed", "(a value you set, not shown)"], |s| {
+        let v = std::fs::read_to_string(s.path("app/values.yaml")).unwrap();
+        s.write("app/values.yaml", &v.replace("failWith: \"\"", "failWith: FAILSECRET-77"));
+        render(s, &[])
+    }),
+    case("a helm parameter with a list index", NothingEchoed, 0, 1, &["uses a list index", "Put the list into a values file"], |s| generate_with(s, hp("list[0]", "SUPERSECRET99"))),
+    case("a helm parameter key built to look like a flag is a values key, never a flag", CheckedOnEntry, 0, 0, &["kind: Deployment"], |s| generate_with(s, hp("--post-renderer", "/bin/sh"))),
+    case("a helm parameter value that carries YAML meant to add an object", NoSilentDifference, 0, 0, &["kind: Secret\\nmetadata: {name: stolen}"], |s| generate_with(s, hp("echo", "x\"\nkind: Secret\nmetadata: {name: stolen}"))),
+    case("a helm parameter value that looks like a helm flag stays a value", CheckedOnEntry, 0, 0, &["echo: \"--post-renderer=/bin/sh\""], |s| generate_with(s, hp("echo", "--post-renderer=/bin/sh"))),
+    case("ARGOCD_APP_PARAMETERS that is not JSON, with a secret in it", NothingEchoed, 0, 1, &["ARGOCD_APP_PARAMETERS is not JSON"], |s| {
+        let mut c = s.argocd("generate");
+        c.env("ARGOCD_APP_PARAMETERS", "[{\"name\": \"helm-parameters\", \"map\": {\"password\": \"SUPERSECRET99\"");
+        no_stdin(c)
+    }),
+    case("values files from the Application's plugin env leaving the repository", ReadsStayInside, 0, 1, &["values file \"../../outside/secret.txt\" leaves the repository"], |s| {
+        let mut c = s.argocd("generate");
+        c.env("ARGOCD_ENV_LOCKSTEP_VALUES_FILES", "values.yaml,../../outside/secret.txt");
+        no_stdin(c)
+    }),
+    case("a profile parameter naming a file outside", ReadsStayInside, 0, 1, &["profile file \"../../outside/profile.yaml\" leaves the repository"], |s| generate_with(s, json!([{"name": "profile", "string": "../../outside/profile.yaml"}]))),
+    case("Chart.yaml is a symlink to an outside chart's", ReadsStayInside, 0, 1, &["symlink Chart.yaml", "resolves outside the repository"], |s| {
+        s.link("app/Chart.yaml", &s.outside("chart/Chart.yaml"));
+        generate(s)
+    }),
+    case("a release parameter with a line break", CheckedOnEntry, 0, 1, &["release name", "is not valid"], |s| generate_with(s, json!([{"name": "release", "string": "app\nkind: Secret"}]))),
+    case("LOCKSTEP_FROM with a carriage return", CheckedOnEntry, 0, 1, &["is not a version"], |s| {
+        let mut c = s.cli(&["render", ".", "--profile", "prefect-server"]);
+        c.env("LOCKSTEP_FROM", "3.7.8\r");
+        no_stdin(c)
+    }),
+    case("--namespace with a slash", CheckedOnEntry, 0, 1, &["namespace \"a/b\"", "lower-case DNS label"], |s| render(s, &["-n", "a/b"])),
+    case("--gate-image with a digest that is no digest", CheckedOnEntry, 0, 1, &["the gate image", "is not an image reference"], |s| render(s, &["--gate-image", "busybox@sha256:zz"])),
     // --- Collisions -------------------------------------------------------------------
-    case(
-        "the chart renders lockstep's record ConfigMap <release>-lockstep",
-        Rule::NoCollisions,
-        6,
-        |s| no_stdin(s.argocd_with("generate", hp("collide", "configmap"))),
-        1,
-        &[
-            "ConfigMap hostile-lockstep",
-            "a document lockstep adds (ConfigMap hostile-lockstep)",
-            "Rename the chart's object",
-        ],
-    ),
-    case(
-        "the chart renders lockstep's gate Job <release>-lockstep-gate",
-        Rule::NoCollisions,
-        6,
-        |s| no_stdin(s.argocd_with("generate", hp("collide", "job"))),
-        1,
-        &[
-            "Job hostile-lockstep-gate",
-            "a document lockstep adds (Job hostile-lockstep-gate)",
-        ],
-    ),
-    case(
-        "the same name in another namespace is no collision",
-        Rule::NoCollisions,
-        0,
-        |s| no_stdin(s.argocd_with("generate", hp("collide", "configmap-elsewhere"))),
-        0,
-        &["namespace: elsewhere", "name: hostile-lockstep-gate"],
-    ),
-    case(
-        "a stream holding lockstep's Job name (inject)",
-        Rule::NoCollisions,
-        6,
-        |s| {
-            let mut text = std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap();
-            text.push_str("---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: prefect-server-migrate-database\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: x, image: \"busybox:1.36\"}]\n");
-            (
-                s.cli(&["inject", "--profile", "prefect-server"]),
-                text.into_bytes(),
-            )
-        },
-        1,
-        &[
-            "Job prefect-server-migrate-database",
-            "a document lockstep adds",
-        ],
-    ),
+    case("the chart renders lockstep's record ConfigMap <release>-lockstep", NoCollisions, 6, 1, &["ConfigMap hostile-lockstep", "a document lockstep adds (ConfigMap hostile-lockstep)", "Rename the chart's object"], |s| generate_with(s, hp("collide", "configmap"))),
+    case("the chart renders lockstep's gate Job <release>-lockstep-gate", NoCollisions, 6, 1, &["Job hostile-lockstep-gate", "a document lockstep adds (Job hostile-lockstep-gate)"], |s| generate_with(s, hp("collide", "job"))),
+    case("the same name in another namespace is no collision", NoCollisions, 0, 0, &["namespace: elsewhere", "name: hostile-lockstep-gate"], |s| generate_with(s, hp("collide", "configmap-elsewhere"))),
+    case("a stream holding lockstep's Job name (inject)", NoCollisions, 6, 1, &["Job prefect-server-migrate-database", "a document lockstep adds"], |s| {
+        let mut text = base();
+        text.push_str("---\napiVersion: batch/v1\nkind: Job\nmetadata:\n  name: prefect-server-migrate-database\nspec:\n  template:\n    spec:\n      restartPolicy: Never\n      containers: [{name: x, image: \"busybox:1.36\"}]\n");
+        inject(s, text)
+    }),
     // --- Silent differences -----------------------------------------------------------
-    case(
-        "a merge key whose value is a scalar",
-        Rule::NoSilentDifference,
-        7,
-        |s| {
-            let text = std::fs::read_to_string(repo().join("tests/bad/base.yaml"))
-                .unwrap()
-                .replacen(
-                    "containers:\n",
-                    "containers:\n        - <<: 5\n          name: bogus\n",
-                    1,
-                );
-            (
-                s.cli(&["inject", "--profile", "prefect-server"]),
-                text.into_bytes(),
-            )
-        },
-        1,
-        &["merge key (`<<`) whose value is not a mapping"],
-    ),
-    case(
-        "a quoted \"<<\" key beside a merge key",
-        Rule::NoSilentDifference,
-        0,
-        |s| {
-            let text = std::fs::read_to_string(repo().join("tests/bad/base.yaml"))
-                .unwrap()
-                .replacen(
-                    "containers:\n",
-                    "containers:\n        - &b {name: side, image: \"busybox:1.36\"}\n        - <<: *b\n          name: side2\n",
-                    1,
-                )
-                .replacen("  labels:\n", "  annotations:\n    \"<<\": \"1\"\n  labels:\n", 1);
-            (
-                s.cli(&["inject", "--profile", "prefect-server"]),
-                text.into_bytes(),
-            )
-        },
-        1,
-        &["quoted \"<<\" key beside merge keys"],
-    ),
+    case("a merge key whose value is a scalar", NoSilentDifference, 7, 1, &["merge key (`<<`) whose value is not a mapping"], |s| {
+        let text = base()
+            .replacen("containers:\n", "containers:\n        - <<: 5\n          name: bogus\n", 1);
+        inject(s, text)
+    }),
+    case("a quoted \"<<\" key beside a merge key", NoSilentDifference, 0, 1, &["quoted \"<<\" key beside merge keys"], |s| {
+        let text = base()
+            .replacen("containers:\n", "containers:\n        - &b {name: side, image: \"busybox:1.36\"}\n        - <<: *b\n          name: side2\n", 1)
+            .replacen("  labels:\n", "  annotations:\n    \"<<\": \"1\"\n  labels:\n", 1);
+        inject(s, text)
+    }),
     // --- Checked where they enter -----------------------------------------------------
-    case(
-        "version with a trailing newline in lockstep.yaml",
-        Rule::CheckedOnEntry,
-        8,
-        |s| {
-            s.write(
-                "app/lockstep.yaml",
-                "profile: prefect-server\nversion: \"1.2.0\\n\"\n",
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["version \"1.2.0\\n\" is not a version"],
-    ),
-    case(
-        "--from with shell text after the version",
-        Rule::CheckedOnEntry,
-        8,
-        |s| no_stdin(s.cli(&["render", ".", "--from", "1.1.0\"; id; echo \""])),
-        1,
-        &["is not a version", "and nothing else"],
-    ),
-    case(
-        "the from parameter with text after the version",
-        Rule::CheckedOnEntry,
-        0,
-        |s| {
-            no_stdin(s.argocd_with(
-                "generate",
-                json!([{"name": "from", "string": "3.7.8 --debug"}]),
-            ))
-        },
-        1,
-        &["the deployed release", "is not a version"],
-    ),
-    case(
-        "a namespace that smuggles a key into the manifests",
-        Rule::CheckedOnEntry,
-        8,
-        |s| {
-            s.write(
-                "app/lockstep.yaml",
-                "profile: prefect-server\nnamespace: \"evil\\nkind: X\"\n",
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &[
-            "namespace \"evil\\nkind: X\"",
-            "is not valid",
-            "lower-case DNS label",
-        ],
-    ),
-    case(
-        "a namespace from the Application's plugin env",
-        Rule::CheckedOnEntry,
-        0,
-        |s| {
-            let mut c = s.argocd("generate");
-            c.env("ARGOCD_ENV_LOCKSTEP_NAMESPACE", "Prod_Env");
-            no_stdin(c)
-        },
-        1,
-        &["namespace \"Prod_Env\"", "lower-case DNS label"],
-    ),
-    case(
-        "a gate image with a line break",
-        Rule::CheckedOnEntry,
-        8,
-        |s| {
-            s.write(
-                "app/lockstep.yaml",
-                "profile: prefect-server\ngateImage: \"busybox:1.36\\n  command: [id]\"\n",
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["gateImage", "is not an image reference"],
-    ),
-    case(
-        "a lock whose image is not an image reference",
-        Rule::CheckedOnEntry,
-        0,
-        |s| {
-            s.write(
-                "app/lockstep.lock",
-                "deployed:\n  version: 3.7.8\n  image: \"prefect\\nkind: Secret\"\n",
-            );
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &[
-            "lockstep.lock is corrupt",
-            "deployed.image",
-            "is not an image reference",
-        ],
-    ),
-    case(
-        "a profile with an annotation key that is no qualified name",
-        Rule::CheckedOnEntry,
-        8,
-        |s| {
-            let p = lockstep::profile::built_in("prefect-server")
-                .unwrap()
-                .to_yaml()
-                .replace(
-                    "job:\n",
-                    "job:\n  podAnnotations:\n    \"bad key\\nx\": \"1\"\n",
-                );
-            s.write("app/profile.yaml", &p);
-            s.write("app/lockstep.yaml", "profile: profile.yaml\n");
-            no_stdin(s.argocd("generate"))
-        },
-        1,
-        &["job.podAnnotations key", "is not a valid annotation key"],
-    ),
-    case(
-        "a profile one-time step name longer than a Job name allows (was a panic)",
-        Rule::Sound,
-        13,
-        |s| {
-            s.write("app/profile.yaml", &one_time_profile(&"x".repeat(60)));
-            s.write("app/lockstep.yaml", "profile: profile.yaml\n");
-            no_stdin(s.argocd_with("generate", json!([{"name": "from", "string": "3.7.8"}])))
-        },
-        1,
-        &["one-time step name", "at most 30 characters"],
-    ),
-    case(
-        "a profile one-time step name that is no container name",
-        Rule::CheckedOnEntry,
-        13,
-        |s| {
-            s.write("app/profile.yaml", &one_time_profile("Fix_Things"));
-            s.write("app/lockstep.yaml", "profile: profile.yaml\n");
-            no_stdin(s.argocd_with("generate", json!([{"name": "from", "string": "3.7.8"}])))
-        },
-        1,
-        &["one-time step name \"Fix_Things\"", "lower-case DNS label"],
-    ),
+    case("version with a trailing newline in lockstep.yaml", CheckedOnEntry, 8, 1, &["version \"1.2.0\\n\" is not a version"], |s| {
+        s.write("app/lockstep.yaml", "profile: prefect-server\nversion: \"1.2.0\\n\"\n");
+        generate(s)
+    }),
+    case("--from with shell text after the version", CheckedOnEntry, 8, 1, &["is not a version", "and nothing else"], |s| no_stdin(s.cli(&["render", ".", "--from", "1.1.0\"; id; echo \""]))),
+    case("the from parameter with text after the version", CheckedOnEntry, 0, 1, &["the deployed release", "is not a version"], |s| generate_with(s, json!([{"name": "from", "string": "3.7.8 --debug"}]))),
+    case("a namespace that smuggles a key into the manifests", CheckedOnEntry, 8, 1, &["namespace \"evil\\nkind: X\"", "is not valid", "lower-case DNS label"], |s| {
+        s.write("app/lockstep.yaml", "profile: prefect-server\nnamespace: \"evil\\nkind: X\"\n");
+        generate(s)
+    }),
+    case("a namespace from the Application's plugin env", CheckedOnEntry, 0, 1, &["namespace \"Prod_Env\"", "lower-case DNS label"], |s| {
+        let mut c = s.argocd("generate");
+        c.env("ARGOCD_ENV_LOCKSTEP_NAMESPACE", "Prod_Env");
+        no_stdin(c)
+    }),
+    case("a gate image with a line break", CheckedOnEntry, 8, 1, &["gateImage", "is not an image reference"], |s| {
+        s.write("app/lockstep.yaml", "profile: prefect-server\ngateImage: \"busybox:1.36\\n  command: [id]\"\n");
+        generate(s)
+    }),
+    case("a lock whose image is not an image reference", CheckedOnEntry, 0, 1, &["lockstep.lock is corrupt", "deployed.image", "is not an image reference"], |s| {
+        s.write("app/lockstep.lock", "deployed:\n  version: 3.7.8\n  image: \"prefect\\nkind: Secret\"\n");
+        generate(s)
+    }),
+    case("a profile with an annotation key that is no qualified name", CheckedOnEntry, 8, 1, &["job.podAnnotations key", "is not a valid annotation key"], |s| {
+        let p = lockstep::profile::built_in("prefect-server")
+            .unwrap()
+            .to_yaml()
+            .replace("job:\n", "job:\n  podAnnotations:\n    \"bad key\\nx\": \"1\"\n");
+        s.write("app/profile.yaml", &p);
+        s.write("app/lockstep.yaml", "profile: profile.yaml\n");
+        generate(s)
+    }),
+    case("a profile one-time step name longer than a Job name allows (was a panic)", Sound, 13, 1, &["one-time step name", "at most 30 characters"], |s| {
+        s.write("app/profile.yaml", &one_time_profile(&"x".repeat(60)));
+        s.write("app/lockstep.yaml", "profile: profile.yaml\n");
+        generate_with(s, json!([{"name": "from", "string": "3.7.8"}]))
+    }),
+    case("a profile one-time step name that is no container name", CheckedOnEntry, 13, 1, &["one-time step name \"Fix_Things\"", "lower-case DNS label"], |s| {
+        s.write("app/profile.yaml", &one_time_profile("Fix_Things"));
+        s.write("app/lockstep.yaml", "profile: profile.yaml\n");
+        generate_with(s, json!([{"name": "from", "string": "3.7.8"}]))
+    }),
     // --- Time -------------------------------------------------------------------------
-    Case {
-        within: 20,
-        ..case(
-            "a document of 1,000,000 nested [ (2 MB)",
-            Rule::Bounded,
-            9,
-            |s| {
-                (
-                    s.cli(&["inject", "--profile", "prefect-server"]),
-                    "[".repeat(1_000_000).into_bytes(),
-                )
-            },
-            1,
-            &["nesting deeper than 128 levels"],
-        )
-    },
-    Case {
-        within: 20,
-        ..case(
-            "deep flow nesting hidden behind closing brackets in strings",
-            Rule::Bounded,
-            0,
-            |s| {
-                let mut t = std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap();
-                t.push_str("---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\ndata: ");
-                t.push_str(&"[ \"]\", ".repeat(300_000));
-                (
-                    s.cli(&["inject", "--profile", "prefect-server"]),
-                    t.into_bytes(),
-                )
-            },
-            1,
-            &["nesting deeper than 128 levels"],
-        )
-    },
-    Case {
-        within: 20,
-        ..case(
-            "deep flow nesting after a plain scalar's continuation line that looks like `[ \"`",
-            Rule::Bounded,
-            9,
-            |s| {
-                let mut t = std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap();
-                t.push_str("---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: e}\n");
-                t.push_str("data:\n  a: x\n    [ \"\n  b: ");
-                t.push_str(&"[".repeat(1_000_000));
-                (
-                    s.cli(&["inject", "--profile", "prefect-server"]),
-                    t.into_bytes(),
-                )
-            },
-            1,
-            &["nesting deeper than 128 levels"],
-        )
-    },
-    Case {
-        within: 20,
-        ..case(
-            "deep flow nesting after a block scalar line that looks like `[ \"`",
-            Rule::Bounded,
-            0,
-            |s| {
-                let mut t = std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap();
-                t.push_str("---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: e}\n");
-                t.push_str("data:\n  a: |\n    [ \"\n  b: ");
-                t.push_str(&"{x: ".repeat(300_000));
-                (
-                    s.cli(&["inject", "--profile", "prefect-server"]),
-                    t.into_bytes(),
-                )
-            },
-            1,
-            &["nesting deeper than 128 levels"],
-        )
-    },
-    Case {
-        within: 20,
-        ..case(
-            "helm never exits",
-            Rule::HelmTimeLimit,
-            11,
-            |s| {
-                let helm = s.script("helm-hang", "#!/bin/sh\nsleep 300\n");
-                let mut c = s.argocd("generate");
-                c.env("HELM_BIN", helm).env("LOCKSTEP_HELM_TIMEOUT", "2");
-                no_stdin(c)
-            },
-            1,
-            &[
-                "did not finish within 2 s",
-                "was stopped",
-                "LOCKSTEP_HELM_TIMEOUT",
-            ],
-        )
-    },
-    Case {
-        within: 20,
-        ..case(
-            "helm exits while a process it started keeps its output open",
-            Rule::HelmTimeLimit,
-            11,
-            |s| {
-                let helm = s.script(
-                    "helm-linger",
-                    "#!/bin/sh\nsleep 300 &\necho 'apiVersion: v1'\nexit 0\n",
-                );
-                let mut c = s.argocd("generate");
-                c.env("HELM_BIN", helm);
-                no_stdin(c)
-            },
-            1,
-            &["kept its output open", "was stopped"],
-        )
-    },
-    Case {
-        within: 20,
-        ..case(
-            "helm never exits under argocd init (dependency build)",
-            Rule::HelmTimeLimit,
-            11,
-            |s| {
-                s.write(
-                    "app/Chart.yaml",
-                    "apiVersion: v2\nname: lockstep-hostile\nversion: 0.1.0\nappVersion: \"3.8.3\"\ndependencies:\n  - name: ext\n    version: 0.1.0\n    repository: \"https://charts.example.invalid\"\n",
-                );
-                let helm = s.script("helm-hang", "#!/bin/sh\nsleep 300\n");
-                let mut c = s.argocd("init");
-                c.env("HELM_BIN", helm)
-                    .env("ARGOCD_ENV_LOCKSTEP_HELM_TIMEOUT", "2s");
-                no_stdin(c)
-            },
-            1,
-            &["helm dependency build did not finish within 2 s"],
-        )
-    },
-    case(
-        "a time limit of zero",
-        Rule::HelmTimeLimit,
-        0,
-        |s| {
-            no_stdin(s.cli(&[
-                "render",
-                ".",
-                "--profile",
-                "prefect-server",
-                "--helm-timeout",
-                "0",
-            ]))
-        },
-        2,
-        &["\"0\" is not a time limit"],
-    ),
-    case(
-        "a time limit that is not one",
-        Rule::HelmTimeLimit,
-        0,
-        |s| {
-            let mut c = s.argocd("generate");
-            c.env("LOCKSTEP_HELM_TIMEOUT", "soon");
-            no_stdin(c)
-        },
-        1,
-        &["LOCKSTEP_HELM_TIMEOUT", "\"soon\" is not a time limit"],
-    ),
+    case("a document of 1,000,000 nested [ (2 MB)", Bounded, 9, 1, &["nesting deeper than 128 levels"], |s| inject(s, "[".repeat(1_000_000))).within(20),
+    case("deep flow nesting hidden behind closing brackets in strings", Bounded, 0, 1, &["nesting deeper than 128 levels"], |s| {
+        let mut t = base();
+        t.push_str("---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: x}\ndata: ");
+        t.push_str(&"[ \"]\", ".repeat(300_000));
+        inject(s, t)
+    }).within(20),
+    case("deep flow nesting after a plain scalar's continuation line that looks like `[ \"`", Bounded, 9, 1, &["nesting deeper than 128 levels"], |s| {
+        let mut t = base();
+        t.push_str("---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: e}\n");
+        t.push_str("data:\n  a: x\n    [ \"\n  b: ");
+        t.push_str(&"[".repeat(1_000_000));
+        inject(s, t)
+    }).within(20),
+    case("deep flow nesting after a block scalar line that looks like `[ \"`", Bounded, 0, 1, &["nesting deeper than 128 levels"], |s| {
+        let mut t = base();
+        t.push_str("---\nkind: ConfigMap\napiVersion: v1\nmetadata: {name: e}\n");
+        t.push_str("data:\n  a: |\n    [ \"\n  b: ");
+        t.push_str(&"{x: ".repeat(300_000));
+        inject(s, t)
+    }).within(20),
+    case("helm never exits", HelmTimeLimit, 11, 1, &["did not finish within 2 s", "was stopped", "LOCKSTEP_HELM_TIMEOUT"], |s| {
+        let helm = s.script("helm-hang", "#!/bin/sh\nsleep 300\n");
+        let mut c = s.argocd("generate");
+        c.env("HELM_BIN", helm).env("LOCKSTEP_HELM_TIMEOUT", "2");
+        no_stdin(c)
+    }).within(20),
+    case("helm exits while a process it started keeps its output open", HelmTimeLimit, 11, 1, &["kept its output open", "was stopped"], |s| {
+        let helm = s.script("helm-linger", "#!/bin/sh\nsleep 300 &\necho 'apiVersion: v1'\nexit 0\n");
+        let mut c = s.argocd("generate");
+        c.env("HELM_BIN", helm);
+        no_stdin(c)
+    }).within(20),
+    case("helm never exits under argocd init (dependency build)", HelmTimeLimit, 11, 1, &["helm dependency build did not finish within 2 s"], |s| {
+        s.chart_yaml("dependencies:\n  - name: ext\n    version: 0.1.0\n    repository: \"https://charts.example.invalid\"\n");
+        let helm = s.script("helm-hang", "#!/bin/sh\nsleep 300\n");
+        let mut c = s.argocd("init");
+        c.env("HELM_BIN", helm).env("ARGOCD_ENV_LOCKSTEP_HELM_TIMEOUT", "2s");
+        no_stdin(c)
+    }).within(20),
+    case("a time limit of zero", HelmTimeLimit, 0, 2, &["\"0\" is not a time limit"], |s| render(s, &["--helm-timeout", "0"])),
+    case("a time limit that is not one", HelmTimeLimit, 0, 1, &["LOCKSTEP_HELM_TIMEOUT", "\"soon\" is not a time limit"], |s| {
+        let mut c = s.argocd("generate");
+        c.env("LOCKSTEP_HELM_TIMEOUT", "soon");
+        no_stdin(c)
+    }),
 ];
 
 /// The prefect-server profile with a one-time step named `name` on the 3.8 line.
@@ -1486,7 +869,7 @@ fn typed_of(stream: &str) -> String {
 /// merge override it (go-yaml v2 applies a mapping's entries in order).
 #[test]
 fn merge_keys_resolve_as_kubernetes_reads_them() {
-    let base = std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap();
+    let base = base();
     let container = "      containers:
         - name: prefect-server
           image: prefecthq/prefect:3.8.3-python3.11
@@ -1588,7 +971,7 @@ fn many_tiny_documents_take_a_small_constant_each() {
         eprintln!("SKIP many_tiny_documents_take_a_small_constant_each: needs GNU time at /usr/bin/time (apt-get install time)");
         return;
     }
-    let base = std::fs::read_to_string(repo().join("tests/bad/base.yaml")).unwrap();
+    let base = base();
     let tiny = "---\n{apiVersion: v1, kind: ConfigMap, metadata: {name: a}}\n";
     let n = 100_000;
     let text = format!("{base}{}", tiny.repeat(n));

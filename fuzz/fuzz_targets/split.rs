@@ -1,6 +1,8 @@
 //! Stream splitting on arbitrary text: never panics, the untouched documents tile
 //! the input byte for byte and carry the line they start on, and every head the fast
 //! line scan reads agrees with what the YAML parser reads from the same document.
+//! The flow-nesting bound (`guard::check_depth`) refuses a text exactly when the
+//! parser's events nest deeper than the limit (or the parser fails before the end).
 //! (Built with cfg(fuzzing), stream.rs cuts inputs of 64 bytes and more in halves, as
 //! it does streams of 4 MiB and more otherwise.)
 #![no_main]
@@ -11,6 +13,13 @@ fuzz_target!(|data: &[u8]| {
     let Ok(src) = std::str::from_utf8(data) else {
         return;
     };
+    let (depth, failed) = lockstep::guard::parser_flow_depth(data);
+    for limit in [1, 3, 8] {
+        match lockstep::guard::check_depth_at(src, limit) {
+            Ok(()) => assert!(depth <= limit, "under-count at {limit}: parser nests {depth}"),
+            Err(_) => assert!(depth > limit || failed, "over-count at {limit}: parser nests {depth}"),
+        }
+    }
     let Ok(stream) = lockstep::stream::split(src) else {
         return;
     };
