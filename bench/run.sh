@@ -52,7 +52,7 @@ KUSTOMIZE_MAX=${KUSTOMIZE_MAX:-1}
 python3 bench/gen-chart.py "$OUT/big-chart"
 # The floor: a wrapper that only runs helm and copies its output (bench/floor.rs).
 rustc -O --edition 2021 -o "$OUT/floor" bench/floor.rs
-# lockstep runs `helm template` with Go's collector held back (src/render.rs go_gc_env)
+# lockstep runs `helm template` with Go's collector held back (src/helm.rs go_gc_env)
 # unless GOGC or GOMEMLIMIT is set: unset here, so lockstep does what it does by default.
 # helm is timed both as a user runs it and with those settings; the floor runs with them,
 # so lockstep / floor is lockstep's own cost.

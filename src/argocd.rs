@@ -17,7 +17,7 @@
 
 use crate::config::{self, AppConfig, Lock};
 use crate::settings::{self, FrontEnd, Inputs, Layer};
-use crate::{gate, render, ChartInput, Input, Request};
+use crate::{gate, helm, ChartInput, Input, Request};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -389,8 +389,8 @@ fn init(cwd: &Path, env: &Env, notes: &mut Vec<String>) -> Result<()> {
     if missing.is_empty() {
         return Ok(());
     }
-    let helm = render::helm_bin()?;
-    render::run(
+    let helm = helm::helm_bin()?;
+    helm::run(
         &helm,
         &[
             "dependency".into(),

@@ -88,7 +88,7 @@ pub fn resolve(chart: &str, opts: &PullOptions) -> Result<(PathBuf, Option<Pulle
             Ok((p, None))
         }
         Location::Remote(r) => {
-            let helm = crate::render::helm_bin()?;
+            let helm = crate::helm::helm_bin()?;
             let pulled = pull(&helm, &r, opts)?;
             Ok((pulled.tgz.clone(), Some(pulled)))
         }

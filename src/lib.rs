@@ -25,11 +25,11 @@ pub mod exit;
 pub mod fetch;
 pub mod gate;
 pub mod guard;
+pub mod helm;
 pub mod helm_plugin;
 pub mod inject;
 pub mod locate;
 pub mod profile;
-pub mod render;
 pub mod settings;
 pub mod source;
 pub mod stream;
@@ -149,7 +149,7 @@ pub struct Pending<'r> {
 
 enum PendingText<'r> {
     Given(&'r str),
-    Helm(render::Running),
+    Helm(helm::Running),
 }
 
 impl<'r> Pending<'r> {
@@ -167,7 +167,7 @@ impl<'r> Pending<'r> {
 
     /// `work(text, origin)` on the final text, or helm's failure; for a chart, started
     /// on helm's output as soon as it has arrived, while helm exits
-    /// ([`render::Running::finish_with`]): `work` must depend on nothing but its
+    /// ([`helm::Running::finish_with`]): `work` must depend on nothing but its
     /// arguments.
     pub fn finish_with<T>(self, mut work: impl FnMut(&str, &Origin) -> T) -> Result<T> {
         let origin = &self.origin;
@@ -203,7 +203,7 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
             },
         }),
         Input::Chart(c) => {
-            let helm = render::helm_bin()?;
+            let helm = helm::helm_bin()?;
             let root = chart_repository(req.repository.as_deref(), &c.path)?;
             if c.path.is_dir() {
                 // Before helm reads a byte of it: helm follows symlinks.
@@ -214,7 +214,7 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
                 defaults: chart_defaults,
             } = source::read_chart(&c.path)?;
             let release = release_name(req, Some(&meta))?;
-            let args = render::TemplateArgs {
+            let args = helm::TemplateArgs {
                 release,
                 chart: c.path.clone(),
                 namespace: req.namespace.clone(),
@@ -226,7 +226,7 @@ pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r
             };
             // helm renders while the profile, the values and the gate are worked out
             // here; an error in them stops helm (dropping `rendering` kills it).
-            let rendering = render::template(&helm, &args)?;
+            let rendering = helm::template(&helm, &args)?;
             let chart = settings::ChartAt {
                 meta: &meta,
                 root: &root,
@@ -532,7 +532,7 @@ fn stream_chart_meta(stream: &stream::Stream) -> Option<ChartMeta> {
         .filter(|d| {
             d.head
                 .as_ref()
-                .is_some_and(|h| matches!(h.kind.as_ref(), "Deployment" | "StatefulSet"))
+                .is_some_and(|h| profile::API_KINDS.contains(&h.kind.as_ref()))
         })
         .filter_map(|d| source::meta_from_labels(&locate::labels(d.value().ok()?)))
         .collect();

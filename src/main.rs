@@ -180,7 +180,7 @@ struct RenderArgs {
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// How long helm may run before it is stopped, e.g. 50s or 2m (else LOCKSTEP_HELM_TIMEOUT, else 45s).
-    #[arg(long, value_name = "DURATION", value_parser = lockstep::render::parse_timeout)]
+    #[arg(long, value_name = "DURATION", value_parser = lockstep::helm::parse_timeout)]
     helm_timeout: Option<std::time::Duration>,
     #[command(flatten)]
     pull: PullArgs,
@@ -427,7 +427,7 @@ fn render_config(args: &RenderArgs) -> Result<(Option<AppConfig>, PathBuf)> {
 
 fn render_request(args: Box<RenderArgs>) -> Result<(Request, Option<lockstep::fetch::Pulled>)> {
     if let Some(t) = args.helm_timeout {
-        lockstep::render::set_timeout(t);
+        lockstep::helm::set_timeout(t);
     }
     let (cfg, dir) = render_config(&args)?;
     let mut pull = args.pull.options()?;

@@ -97,8 +97,16 @@ pub struct WorkloadMatch {
     pub entrypoint: Vec<String>,
 }
 
+/// The workload kinds lockstep reads pods from, the one list of them. All three run
+/// migrate-on-start (inject switches it off in each); an API workload is one of
+/// [`API_KINDS`], since a DaemonSet's pod per node is never the API.
+pub const WORKLOAD_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
+
+/// The kinds an API workload may have (a profile's default `workload.kinds`).
+pub const API_KINDS: &[&str] = WORKLOAD_KINDS.split_at(2).0;
+
 fn default_workload_kinds() -> Vec<String> {
-    vec!["Deployment".into(), "StatefulSet".into()]
+    API_KINDS.iter().map(|k| (*k).to_owned()).collect()
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

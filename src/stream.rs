@@ -24,7 +24,6 @@ mod scan;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use scan::quoted_end;
 use scan::{scan_head, Scan};
 
 /// What a document is, from its top-level keys.
@@ -338,7 +337,7 @@ fn split_json(src: &str) -> Result<Option<Stream<'_>>> {
 /// constant per document, not a parsed tree each.
 fn keep_parsed(head: Option<&Head>) -> bool {
     head.is_some_and(|h| {
-        is_list(h) || matches!(h.kind.as_ref(), "Deployment" | "StatefulSet" | "Job")
+        is_list(h) || h.kind == "Job" || crate::profile::API_KINDS.contains(&h.kind.as_ref())
     })
 }
 

@@ -102,6 +102,12 @@ const SPECIAL: &[&str] = &[
     "y", "n", "yes", "no", "on", "off", "true", "false", "null", "~",
 ];
 
+/// Whether `s` is one of the YAML 1.1 words, which a YAML 1.1 reader (helm's) takes for
+/// a boolean or null: written plain, it would not read back as a string.
+pub(crate) fn is_1_1_word(s: &str) -> bool {
+    SPECIAL.iter().any(|w| s.eq_ignore_ascii_case(w))
+}
+
 /// A string plain when no YAML 1.1 or 1.2 reader can take it for anything else,
 /// else double-quoted.
 fn string(s: &str, out: &mut String) {
@@ -114,7 +120,7 @@ fn string(s: &str, out: &mut String) {
             .all(|c| c.is_ascii_alphanumeric() || b" ._/+=@-".contains(c))
         && !s.contains(" #")
         && !s.contains("  ")
-        && !SPECIAL.iter().any(|w| s.eq_ignore_ascii_case(w));
+        && !is_1_1_word(s);
     if plain {
         out.push_str(s);
         return;

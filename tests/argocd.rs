@@ -656,7 +656,7 @@ fn generate_passes_the_cluster_capabilities_to_helm() {
         template.contains(&"--kube-version=1.31.2"),
         "argv: {template:?}"
     );
-    // The render runs with Go's collector held back (src/render.rs go_gc_env)...
+    // The render runs with Go's collector held back (src/helm.rs go_gc_env)...
     assert_eq!(
         template.last(),
         Some(&"env GOGC=off GOMEMLIMIT=128MiB"),

@@ -8,7 +8,7 @@ use super::args::{helm_flags, Behaviour, Invocation};
 use super::cluster::Connection;
 use super::{build_request, usage};
 use crate::fetch::TempDir;
-use crate::{exit, gate, render, stream};
+use crate::{exit, gate, helm, stream};
 use anyhow::{anyhow, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -88,7 +88,7 @@ pub(crate) fn write_chart(dir: &Path, chart_yaml: &str, stream: &str) -> Result<
 
 /// The major version of helm (3 or 4).
 fn helm_major(helm: &Path) -> Result<u64> {
-    let v = render::run(
+    let v = helm::run(
         helm,
         &["version".into(), "--template={{.Version}}".into()],
         "helm version",
@@ -165,7 +165,7 @@ pub(crate) fn deploy(helm: &Path, inv: &Invocation, notes: &mut Vec<String>) -> 
         .chart
         .canonicalize()
         .with_context(|| format!("cannot resolve {}", inv.chart.display()))?;
-    let chart_yaml = render::run(
+    let chart_yaml = helm::run(
         helm,
         &["show".into(), "chart".into(), chart_abs.into_os_string()],
         "helm show chart",
@@ -198,7 +198,7 @@ pub(crate) fn deploy(helm: &Path, inv: &Invocation, notes: &mut Vec<String>) -> 
     for n in notes.drain(..) {
         eprintln!("lockstep: {n}");
     }
-    let status = render::run_inherited(helm, &args, &format!("helm {}", cmd.name()));
+    let status = helm::run_inherited(helm, &args, &format!("helm {}", cmd.name()));
     drop(tmp);
     let status = status?;
     if !status.success() {

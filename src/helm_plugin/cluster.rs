@@ -7,7 +7,7 @@ use super::args::Invocation;
 use crate::locate::{self, WorkloadRef};
 use crate::profile::{Profile, VersionSource};
 use crate::settings::{self, ClusterRelease};
-use crate::{gate, render, source, stream};
+use crate::{gate, helm, source, stream};
 use anyhow::{anyhow, bail, Context, Result};
 use serde::Deserialize;
 use std::ffi::OsString;
@@ -123,7 +123,7 @@ fn deployed_revision(
 ) -> Result<Option<u64>> {
     let mut args: Vec<OsString> = vec!["history".into(), release.into(), "--output=json".into()];
     args.extend(conn.args());
-    let out = render::output(helm, &args, "helm history")?;
+    let out = helm::output(helm, &args, "helm history")?;
     let stderr = String::from_utf8_lossy(&out.stderr);
     if !out.status.success() {
         if stderr.contains("release: not found") {
@@ -178,7 +178,7 @@ fn helm_get(
         args.push("--output=json".into());
     }
     args.extend(conn.args());
-    let out = render::output(helm, &args, &format!("helm get {kind}"))?;
+    let out = helm::output(helm, &args, &format!("helm get {kind}"))?;
     if !out.status.success() {
         bail!(
             "cannot read {what}: `helm get {kind}` failed ({}): {}",

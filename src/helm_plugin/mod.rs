@@ -22,7 +22,7 @@ mod chart;
 mod cluster;
 
 use crate::settings::{self, FrontEnd, Inputs, Layer, Setting};
-use crate::{exit, gate, render, source, ChartInput, Input, Request};
+use crate::{exit, gate, helm, source, ChartInput, Input, Request};
 use anyhow::{anyhow, Result};
 use args::{Action, Invocation, Parsed, PlanOutput, USAGE};
 use cluster::{deployed_image, lookup, Connection};
@@ -44,7 +44,7 @@ pub fn main(args: &[String], notes: &mut Vec<String>) -> Result<()> {
     let (path, _pulled) = crate::fetch::resolve(&inv.chart.to_string_lossy(), &inv.pull)?;
     inv.pulled = _pulled.is_some();
     inv.chart = path;
-    let helm = render::helm_bin()?;
+    let helm = helm::helm_bin()?;
     match inv.command.expect("parse sets the command") {
         Action::Template => {
             let req = build_request(&helm, &inv, notes)?;

@@ -205,8 +205,6 @@ pub(super) fn warn_staying_migrations(
     Ok(())
 }
 
-pub(super) const WORKLOAD_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
-
 /// Sets the migrate-on-start switch off in every workload container that shares
 /// the database (has a database URL or the switch itself).
 pub(super) fn migrate_on_start_off(
@@ -223,7 +221,8 @@ pub(super) fn migrate_on_start_off(
         .collect();
     for (i, doc) in stream.docs.iter().enumerate() {
         let Some(h) = &doc.head else { continue };
-        if !WORKLOAD_KINDS.contains(&h.kind.as_ref()) || out.edits.contains_key(&i) {
+        if !crate::profile::WORKLOAD_KINDS.contains(&h.kind.as_ref()) || out.edits.contains_key(&i)
+        {
             continue;
         }
         let mut v = doc.value()?.clone();

@@ -303,7 +303,7 @@ pub(super) fn blank(rest: &str) -> bool {
 }
 
 /// The byte after the closing quote of the quoted scalar `s` starts with.
-pub(crate) fn quoted_end(s: &str) -> Option<usize> {
+fn quoted_end(s: &str) -> Option<usize> {
     let b = s.as_bytes();
     let q = b[0];
     let mut i = 1;
