@@ -489,7 +489,7 @@ fn customer_managed_ladder_helm4() {
 /// (a one-time step runs once per database, issue 17 defect 3), nor any migration. Under
 /// `helm lockstep` the render already leaves them out (helm's history says 1.2.0, and a
 /// `--from` that disagrees is refused), so this checks the end result, not the in-cluster
-/// one-time check itself (that one runs for real in tests/protocol.rs).
+/// one-time check itself (`argocd_stale_lock_runs_no_step_again` reaches that one).
 fn one_time_step_runs_once(major: u8) {
     let Some(s) = Scenario::new("onetime", major) else {
         return;
@@ -521,6 +521,53 @@ fn one_time_step_runs_once_helm3() {
 #[test]
 fn one_time_step_runs_once_helm4() {
     one_time_step_runs_once(4);
+}
+
+/// Argo CD after the ladder, before anyone ran `lockstep bump`: lockstep.lock still says
+/// 0.8.2, so every render of 1.2.0 holds the one-time `update-orion` and the migrations
+/// again (issue 17 defect 3). The sync runs them as hooks and each finishes at once in the
+/// cluster: the record lists update-orion as done and says 1.2.0 is migrated. This is the
+/// path where the in-cluster one-time check is the only thing that stops a second
+/// update-orion (under `helm lockstep` the render already leaves it out).
+#[test]
+fn argocd_stale_lock_runs_no_step_again() {
+    let Some(s) = Scenario::new("argo-stale", 4) else {
+        return;
+    };
+    customer_managed_ladder(&s);
+    let steps = s.steps();
+    let docs = s.argocd_generate_cloud("1.2.0", "0.8.2", "presync");
+    let seen = s.runs().len();
+    let sync = argocd_sync::sync(&s, &docs, &Operation::Full);
+    assert_eq!(sync.failed, None, "{:#?}", sync.log);
+    let runs = ran(
+        &s,
+        seen,
+        &[
+            "gate:0",
+            "migrate-nebula:0",
+            "migrate-orion:0",
+            "migrate-events:0",
+            "update-orion:0",
+        ],
+        "the Argo CD sync with the stale lock",
+    );
+    assert!(
+        output_of(&runs[4])
+            .contains("one-time step update-orion completed against this database before"),
+        "update-orion: {}",
+        output_of(&runs[4])
+    );
+    for run in &runs[1..4] {
+        assert!(
+            output_of(run).contains("is migrated already: finishing without running it"),
+            "{}: {}",
+            run.container,
+            output_of(run)
+        );
+    }
+    assert_eq!(s.steps(), steps, "no step ran again: {:?}", s.run_summary());
+    assert_eq!(s.record().as_deref(), Some("1.2.0"));
 }
 
 /// A migration that takes longer than Helm's default 300 s hook timeout (the orion

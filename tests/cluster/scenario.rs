@@ -188,10 +188,67 @@ impl Scenario {
             ),
         )
         .unwrap();
+        self.run_argocd_generate(&app, &format!("{version}, {phase}"))
+    }
+
+    /// `lockstep argocd generate` for the Customer-Managed chart at `release` (a copy of
+    /// examples/charts/prefect-cloud-RELEASE and its example values in a repository), with
+    /// `lockstep.lock` saying `deployed` (as `lockstep bump` writes it) and lockstep.yaml's
+    /// `phase`. Returns the documents.
+    pub fn argocd_generate_cloud(
+        &self,
+        release: &str,
+        deployed: &str,
+        phase: &str,
+    ) -> Vec<serde_yaml::Value> {
+        let repo_dir = self.env.dir.join(format!("argo-cloud-{}", self.ns));
+        let app = repo_dir.join("apps/cloud");
+        let chart = format!("prefect-cloud-{release}");
+        std::fs::create_dir_all(repo_dir.join(".git")).unwrap();
+        std::fs::create_dir_all(repo_dir.join("charts")).unwrap();
+        std::fs::create_dir_all(&app).unwrap();
+        if !repo_dir.join("charts").join(&chart).exists() {
+            let o = std::process::Command::new("cp")
+                .arg("-R")
+                .arg(crate::common::repo().join("examples/charts").join(&chart))
+                .arg(repo_dir.join("charts").join(&chart))
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+        }
+        std::fs::copy(
+            crate::common::repo().join(format!(
+                "examples/values/prefect-cloud/values-{release}.yaml"
+            )),
+            app.join("values.yaml"),
+        )
+        .unwrap();
+        std::fs::write(
+            app.join("lockstep.yaml"),
+            format!(
+                "chart: ../../charts/{chart}\nrelease: {}\nnamespace: {}\nprofile: prefect-customer-managed\nversion: {release}\nphase: {phase}\nvalues: [values.yaml]\n",
+                self.release, self.ns
+            ),
+        )
+        .unwrap();
+        std::fs::write(
+            app.join("lockstep.lock"),
+            format!("deployed:\n  version: {deployed}\n"),
+        )
+        .unwrap();
+        self.run_argocd_generate(
+            &app,
+            &format!("prefect-cloud {release} from {deployed}, {phase}"),
+        )
+    }
+
+    /// Runs `lockstep argocd generate` in the app directory `app` as argocd-cmp-server runs
+    /// it (cleared env, the app's ARGOCD_ variables, helm 4) and returns the documents.
+    fn run_argocd_generate(&self, app: &std::path::Path, what: &str) -> Vec<serde_yaml::Value> {
         let helm = self.env.dir.join("argo-helm");
         let out = std::process::Command::new(env!("CARGO_BIN_EXE_lockstep"))
             .args(["argocd", "generate"])
-            .current_dir(&app)
+            .current_dir(app)
             .env_clear()
             .env("PATH", "/usr/bin:/bin")
             .env("HOME", &helm)
@@ -201,14 +258,17 @@ impl Scenario {
             .env("HELM_DATA_HOME", helm.join("data"))
             .env("ARGOCD_APP_NAME", &self.release)
             .env("ARGOCD_APP_NAMESPACE", &self.ns)
-            .env("ARGOCD_APP_SOURCE_PATH", "apps/prefect")
+            .env(
+                "ARGOCD_APP_SOURCE_PATH",
+                format!("apps/{}", app.file_name().unwrap().to_string_lossy()),
+            )
             .env("ARGOCD_APP_PARAMETERS", "null")
             .stdin(std::process::Stdio::null())
             .output()
             .unwrap();
         let text = String::from_utf8_lossy(&out.stdout).into_owned();
         self.note(format!(
-            "$ lockstep argocd generate ({version}, {phase}) -> {:?}\n{}",
+            "$ lockstep argocd generate ({what}) -> {:?}\n{}",
             out.status.code(),
             String::from_utf8_lossy(&out.stderr)
         ));
