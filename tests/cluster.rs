@@ -418,6 +418,16 @@ const CLOUD_MIGRATIONS: [&str; 3] = [
     "events database upgrade",
 ];
 
+/// The Job containers of a 0.8.2 -> 1.2.0 upgrade of the Customer-Managed chart, in order:
+/// the gate, the three migrations, then the one-time update-orion.
+const UPGRADE_TO_1_2_0: &[&str] = &[
+    "gate:0",
+    "migrate-nebula:0",
+    "migrate-orion:0",
+    "migrate-events:0",
+    "update-orion:0",
+];
+
 /// Customer-Managed 0.8.2 installed, then 1.2.0: the gate, then nebula, orion and events
 /// migrations in that order, then the one-time `self-managed update-orion`, each recorded by
 /// the prefect-cloud stand-in in the database; the record follows.
@@ -444,18 +454,7 @@ fn customer_managed_ladder(s: &Scenario) {
         "upgrade to 1.2.0",
     );
     assert_eq!(s.status(), "deployed");
-    let runs = ran(
-        s,
-        seen,
-        &[
-            "gate:0",
-            "migrate-nebula:0",
-            "migrate-orion:0",
-            "migrate-events:0",
-            "update-orion:0",
-        ],
-        "upgrade to 1.2.0",
-    );
+    let runs = ran(s, seen, UPGRADE_TO_1_2_0, "upgrade to 1.2.0");
     assert!(output_of(&runs[0]).contains("live release 0.8.2, target 1.2.0: allowed"));
     let mut want: Vec<&str> = CLOUD_MIGRATIONS.to_vec();
     want.extend(CLOUD_MIGRATIONS);
@@ -543,13 +542,7 @@ fn argocd_stale_lock_runs_no_step_again() {
     let runs = ran(
         &s,
         seen,
-        &[
-            "gate:0",
-            "migrate-nebula:0",
-            "migrate-orion:0",
-            "migrate-events:0",
-            "update-orion:0",
-        ],
+        UPGRADE_TO_1_2_0,
         "the Argo CD sync with the stale lock",
     );
     assert!(
