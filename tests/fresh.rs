@@ -1,17 +1,17 @@
 //! What a new user meets first: the commands a refusal prints work, `plan` reads the app
 //! directory, flags win over lockstep.yaml, every flag says what it does, and the README
 //! says what render does. Then packaged charts read in-process, and charts from a chart
-//! repository served on 127.0.0.1.
+//! repository served on 127.0.0.1 and an OCI registry.
 //!
 //! End-to-end through the built binary with the real helm 4 (and helm 3 where helm's own
-//! behaviour matters).
+//! behaviour matters). Expected outputs: tests/fresh/ (see its README).
 
 mod common;
 
 use common::*;
 use std::path::{Path, PathBuf};
-use std::process::{Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 /// A fresh, empty scratch directory inside the repository (paths from lockstep.yaml must
 /// stay inside it).
@@ -23,13 +23,17 @@ fn fresh(tag: &str) -> PathBuf {
     p
 }
 
-fn run(dir: &Path, args: &[&str]) -> Output {
-    lockstep()
-        .current_dir(dir)
-        .args(args)
-        .stdin(Stdio::null())
-        .output()
-        .expect("run lockstep")
+/// A fresh directory holding `files` (name, text).
+fn app_dir(tag: &str, files: &[(&str, &str)]) -> PathBuf {
+    let dir = fresh(tag);
+    for (name, text) in files {
+        std::fs::write(dir.join(name), text).unwrap();
+    }
+    dir
+}
+
+fn expected(name: &str) -> String {
+    std::fs::read_to_string(repo().join("tests/fresh").join(name)).unwrap()
 }
 
 /// `../` as often as `dir` is deep below the repository root.
@@ -54,93 +58,132 @@ fn job_annotation(stream: &str, job: &str, key: &str) -> Option<String> {
 // ---------------------------------------------------------------------------
 // Newcomer friction
 
-/// The refusal of a skipped line names a `lockstep bump --to V` that bump accepts, also
-/// for a line the catalog has no latest release for (it printed `3.6.x`, which bump
-/// rejected as "not a version").
+const PINNED_3_5_2: &str = "profile: prefect-server\nversion: 3.5.2\n";
+
+/// The refusal of a skipped line names a `lockstep bump --to V` for the next line, also for
+/// a line the catalog has no latest release for (it printed `3.6.x`, which bump rejected
+/// as "not a version").
 #[test]
-fn the_bump_a_refusal_names_is_accepted_by_bump() {
-    let dir = fresh("bump-line");
-    let cfg = dir.join("lockstep.yaml");
-    std::fs::write(&cfg, "profile: prefect-server\nversion: 3.5.2\n").unwrap();
-    let e = fails(
-        &run(
-            &dir,
-            &["bump", "--to", "3.8.3", "--config", "lockstep.yaml"],
-        ),
-        3,
+fn a_refusal_of_a_skipped_line_names_the_bump_to_the_next_line() {
+    let dir = app_dir("bump-refused", &[("lockstep.yaml", PINNED_3_5_2)]);
+    Test::new()
+        .current_dir(&dir)
+        .args(["bump", "--to", "3.8.3", "--config", "lockstep.yaml"])
+        .status(3)
+        .stderr(
+            "lockstep: error: refusing to upgrade prefect-server from 3.5.2 to 3.8.3: that skips 2 release lines.
+  rule: prefect-server upgrades one listed release line at a time (3.4 → 3.5 → 3.6 → 3.7 → 3.8)
+  path: 3.5.2 → 3.6.x → 3.7.x → 3.8.x
+  now:  upgrade to 3.6 first: `lockstep bump --to 3.6.0` (or pin the chart to 3.6.0), sync, then continue
+",
+        )
+        .run();
+}
+
+/// The bump the refusal above names is accepted: lockstep.yaml pins it, lockstep.lock keeps
+/// the deployed release.
+#[test]
+fn the_bump_a_refusal_names_is_accepted() {
+    let dir = app_dir("bump-accepted", &[("lockstep.yaml", PINNED_3_5_2)]);
+    Test::new()
+        .current_dir(&dir)
+        .args(["bump", "--to", "3.6.0", "--config", "lockstep.yaml"])
+        .stderr("lockstep: pinned 3.5.2 → 3.6.0; ./lockstep.lock records 3.5.2 as deployed. Commit both files; the render now checks the step 3.5.2 → 3.6.0\n")
+        .run();
+    let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
+    assert_eq!(
+        read("lockstep.yaml"),
+        "profile: prefect-server\nversion: \"3.6.0\"\n"
     );
-    let suggested = e
-        .split("`lockstep bump --to ")
-        .nth(1)
-        .and_then(|rest| rest.split('`').next())
-        .unwrap_or_else(|| panic!("the refusal names a bump: {e}"))
-        .to_owned();
-    assert_eq!(suggested, "3.6.0", "{e}");
-    ok(&run(
-        &dir,
-        &["bump", "--to", &suggested, "--config", "lockstep.yaml"],
-    ));
-    let after = std::fs::read_to_string(&cfg).unwrap();
-    assert!(after.contains("version: \"3.6.0\""), "{after}");
-    let lock = std::fs::read_to_string(dir.join("lockstep.lock")).unwrap();
-    assert!(lock.contains("version: 3.5.2"), "{lock}");
+    assert_eq!(
+        read("lockstep.lock"),
+        "# Written by `lockstep bump`: the release this app runs now. The next render must be
+# reachable from it. Commit this file with the change to lockstep.yaml.
+deployed:
+  version: 3.5.2
+"
+    );
+}
+
+/// An app directory of prefect-customer-managed 1.2.0, deployed 0.8.2.
+fn cloud_app() -> PathBuf {
+    app_dir(
+        "plan-app",
+        &[
+            (
+                "lockstep.yaml",
+                "profile: prefect-customer-managed\nversion: 1.2.0\n",
+            ),
+            ("lockstep.lock", "deployed:\n  version: 0.8.2\n"),
+        ],
+    )
 }
 
 /// `lockstep plan` in an app directory takes the profile and `--to` from lockstep.yaml and
-/// `--from` from lockstep.lock, as `render` does; flags still win.
+/// `--from` from lockstep.lock, as `render` does.
 #[test]
 fn plan_reads_the_app_directory() {
-    let dir = fresh("plan-app");
-    std::fs::write(
-        dir.join("lockstep.yaml"),
-        "profile: prefect-customer-managed\nversion: 1.2.0\n",
-    )
-    .unwrap();
-    std::fs::write(dir.join("lockstep.lock"), "deployed:\n  version: 0.8.2\n").unwrap();
-    let out = ok(&run(&dir, &["plan"]));
-    assert!(
-        out.starts_with("Upgrade plan for prefect-customer-managed from 0.8.2 to 1.2.0"),
-        "{out}"
-    );
-    let out = ok(&run(&dir, &["plan", "--from", "0.7.0", "--to", "0.8.2"]));
-    assert!(out.contains("from 0.7.0 to 0.8.2"), "{out}");
-    // Elsewhere, without flags, it says what it needs.
-    let empty = fresh("plan-empty");
-    let e = fails(&run(&empty, &["plan", "--profile", "prefect-server"]), 1);
-    assert!(e.contains("--from VERSION"), "{e}");
+    Test::new()
+        .current_dir(cloud_app())
+        .arg("plan")
+        .stdout(expected("plan-0.8.2-to-1.2.0.txt"))
+        .run();
 }
 
-/// `--phase presync` given on the command line wins over `phase: sync` in lockstep.yaml
-/// (the flag's default could not be told from an explicit value).
 #[test]
-fn an_explicit_phase_flag_wins_over_lockstep_yaml() {
+fn plan_flags_win_over_the_app_directory() {
+    Test::new()
+        .current_dir(cloud_app())
+        .args(["plan", "--from", "0.7.0", "--to", "0.8.2"])
+        .stdout(expected("plan-0.7.0-to-0.8.2.txt"))
+        .run();
+}
+
+/// Elsewhere, without flags, it says what it needs.
+#[test]
+fn plan_outside_an_app_directory_asks_for_the_deployed_release() {
+    Test::new()
+        .current_dir(fresh("plan-empty"))
+        .args(["plan", "--profile", "prefect-server"])
+        .status(1)
+        .stderr("lockstep: error: which release is deployed? pass --from VERSION (or set LOCKSTEP_FROM, or run in an app directory with a lockstep.lock)\n")
+        .run();
+}
+
+/// The migration Job's Argo CD hook when rendering in an app directory whose lockstep.yaml
+/// says `phase: sync`, with `flags`.
+fn hook_with_config_phase_sync(flags: &[&str]) -> Option<String> {
     let dir = fresh("phase");
     let chart = format!("{}examples/charts/prefect-server", up_to_repo(&dir));
-    std::fs::write(
-        dir.join("lockstep.yaml"),
-        format!("chart: {chart}\nprofile: prefect-server\nphase: sync\n"),
+    let cfg = format!("chart: {chart}\nprofile: prefect-server\nphase: sync\n");
+    std::fs::write(dir.join("lockstep.yaml"), cfg).unwrap();
+    let out = Test::new()
+        .current_dir(&dir)
+        .args(["render", "--from", "3.7.8"])
+        .args(flags)
+        .run();
+    job_annotation(
+        &out.stdout,
+        "prefect-server-migrate-database",
+        "argocd.argoproj.io/hook",
     )
-    .unwrap();
-    let hook = "argocd.argoproj.io/hook";
-    let job = "prefect-server-migrate-database";
-    let from_config = ok(&run(&dir, &["render", "--from", "3.7.8"]));
-    assert_eq!(
-        job_annotation(&from_config, job, hook).as_deref(),
-        Some("Sync")
-    );
-    for phase in ["presync", "sync"] {
-        let out = ok(&run(&dir, &["render", "--from", "3.7.8", "--phase", phase]));
-        let want = if phase == "presync" {
-            "PreSync"
-        } else {
-            "Sync"
-        };
-        assert_eq!(
-            job_annotation(&out, job, hook).as_deref(),
-            Some(want),
-            "--phase {phase}"
-        );
-    }
+}
+
+/// `--phase` on the command line wins over `phase: sync` in lockstep.yaml (the flag's
+/// default could not be told from an explicit value).
+macro_rules! phase_cases {
+    ($($name:ident: $flags:expr => $hook:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            assert_eq!(hook_with_config_phase_sync($flags).as_deref(), Some($hook));
+        }
+    )*};
+}
+
+phase_cases! {
+    phase_comes_from_lockstep_yaml: &[] => "Sync",
+    an_explicit_presync_flag_wins_over_lockstep_yaml: &["--phase", "presync"] => "PreSync",
+    an_explicit_sync_flag_agrees_with_lockstep_yaml: &["--phase", "sync"] => "Sync",
 }
 
 /// The clap help of a command: every option and argument line has a description.
@@ -176,32 +219,46 @@ fn undescribed(help: &str) -> Vec<String> {
     missing
 }
 
-/// Every flag and argument of every command says what it does, in `-h` and `--help`.
-#[test]
-fn every_flag_is_described_in_help() {
-    let dir = fresh("help");
-    let commands: &[&[&str]] = &[
-        &["render"],
-        &["inject"],
-        &["plan"],
-        &["bump"],
-        &["profiles"],
-        &["profiles", "show"],
-        &["values", "migrate"],
-        &["argocd", "init"],
-        &["argocd", "generate"],
-        &["argocd", "parameters"],
-    ];
+/// The undescribed flags of `lockstep ARGS -h` and `--help`.
+fn undescribed_in_help(args: &[&str]) -> Vec<String> {
     let mut missing = Vec::new();
-    for cmd in commands {
-        for flag in ["-h", "--help"] {
-            let help = ok(&run(&dir, &[cmd, &[flag][..]].concat()));
-            for m in undescribed(&help) {
-                missing.push(format!("lockstep {} {flag}: {m}", cmd.join(" ")));
-            }
+    for flag in ["-h", "--help"] {
+        let help = Test::new().args(args).arg(flag).run().stdout;
+        for m in undescribed(&help) {
+            missing.push(format!("lockstep {} {flag}: {m}", args.join(" ")));
         }
     }
-    assert!(missing.is_empty(), "undescribed:\n{}", missing.join("\n"));
+    missing
+}
+
+/// Every flag and argument of every command says what it does, in `-h` and `--help`.
+macro_rules! help_cases {
+    ($($name:ident: $args:expr,)*) => {$(
+        #[test]
+        fn $name() {
+            assert_eq!(undescribed_in_help(&$args), Vec::<String>::new());
+        }
+    )*};
+}
+
+help_cases! {
+    help_of_render_describes_every_flag: ["render"],
+    help_of_inject_describes_every_flag: ["inject"],
+    help_of_plan_describes_every_flag: ["plan"],
+    help_of_bump_describes_every_flag: ["bump"],
+    help_of_profiles_describes_every_flag: ["profiles"],
+    help_of_profiles_show_describes_every_flag: ["profiles", "show"],
+    help_of_values_migrate_describes_every_flag: ["values", "migrate"],
+    help_of_argocd_init_describes_every_flag: ["argocd", "init"],
+    help_of_argocd_generate_describes_every_flag: ["argocd", "generate"],
+    help_of_argocd_parameters_describes_every_flag: ["argocd", "parameters"],
+}
+
+/// The `undescribed` check itself: a flag without text is found, in both help layouts.
+#[test]
+fn the_help_check_finds_an_undescribed_flag() {
+    let help = "Usage: x\n\nOptions:\n      --ok <V>  does a thing\n      --bare <V>\n  -h, --help\n          Print help\n";
+    assert_eq!(undescribed(help), ["--bare <V>"]);
 }
 
 /// `argocd generate --help` names every environment variable and parameter the plugin
@@ -227,63 +284,91 @@ fn argocd_help_lists_what_the_plugin_reads() {
         }
     }
     assert!(read.len() >= 15, "found only {read:?}");
-    let help = ok(&run(
-        &fresh("argocd-help"),
-        &["argocd", "generate", "--help"],
-    ));
+    let help = Test::new()
+        .args(["argocd", "generate", "--help"])
+        .run()
+        .stdout;
     let absent: Vec<&String> = read.iter().filter(|n| !help.contains(n.as_str())).collect();
-    assert!(
-        absent.is_empty(),
-        "not in `argocd generate --help`: {absent:?}\n{help}"
+    assert_eq!(
+        absent,
+        Vec::<&String>::new(),
+        "not in `argocd generate --help`:\n{help}"
     );
 }
 
-/// `helm template` runs with `--include-crds`, and the README says so; lockstep's
-/// documents follow every document of the chart, as the README says.
 #[test]
-fn the_readme_says_where_documents_go_and_that_crds_are_included() {
+fn the_readme_says_crds_are_included() {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     assert!(
         readme.contains("--include-crds"),
         "README names --include-crds"
     );
-    assert!(
-        readme.contains("writes its own documents after all of the\nchart's"),
-        "README says where lockstep's documents go"
-    );
+}
+
+#[test]
+fn the_readme_says_lockstep_documents_come_last() {
+    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
+    assert!(readme.contains("writes its own documents after all of the\nchart's"));
+}
+
+/// The render of a chart with a `crds/` directory.
+fn crd_app() -> String {
     let chart = repo().join("tests/data/helm_plugin/crd-app");
-    let out = run(
-        &repo(),
-        &[
-            "render",
-            chart.to_str().unwrap(),
-            "--release",
-            "crd-app",
-            "--from",
-            "1.0.0",
-        ],
-    );
-    let text = ok(&out);
-    let d = docs(&text);
-    assert!(
-        d.iter()
-            .any(|x| x["kind"].as_str() == Some("CustomResourceDefinition")),
-        "the chart's crds/ are in the stream:\n{text}"
-    );
-    let first_own = text
-        .find("# Source: lockstep/")
+    Test::new()
+        .arg("render")
+        .arg(chart)
+        .args(["--release", "crd-app", "--from", "1.0.0"])
+        .run()
+        .stdout
+}
+
+/// `helm template` runs with `--include-crds`.
+#[test]
+fn a_charts_crds_are_in_the_stream() {
+    let d = docs(&crd_app());
+    let crds = d
+        .iter()
+        .filter(|x| x["kind"] == "CustomResourceDefinition")
+        .count();
+    assert_eq!(crds, 1);
+}
+
+#[test]
+fn lockstep_documents_follow_every_chart_document() {
+    let text = crd_app();
+    let sources: Vec<bool> = text
+        .lines()
+        .filter(|l| l.starts_with("# Source: "))
+        .map(|l| l.starts_with("# Source: lockstep/"))
+        .collect();
+    let first_own = sources
+        .iter()
+        .position(|own| *own)
         .expect("lockstep's documents");
-    let last_chart = text
-        .match_indices("# Source: ")
-        .map(|(i, _)| i)
-        .filter(|&i| !text[i..].starts_with("# Source: lockstep/"))
-        .max()
-        .unwrap();
-    assert!(last_chart < first_own, "lockstep's documents come last");
+    assert!(first_own > 0, "the chart's documents are there");
+    assert!(sources[first_own..].iter().all(|own| *own), "{sources:?}");
 }
 
 // ---------------------------------------------------------------------------
 // Packaged charts, read in-process
+
+/// One test per helm major: `$name::helm4` and `$name::helm3` run `$check(4)` and `$check(3)`.
+macro_rules! per_helm {
+    ($($(#[$m:meta])* $name:ident => $check:expr;)*) => {$(
+        $(#[$m])*
+        mod $name {
+            use super::*;
+            #[test]
+            fn helm4() {
+                ($check)(4)
+            }
+            #[test]
+            fn helm3() {
+                ($check)(3)
+            }
+        }
+    )*};
+}
 
 /// `helm package CHART -d DIR` with the real helm `major`; the .tgz's path.
 fn package(major: u32, chart: &str, dir: &Path) -> PathBuf {
@@ -309,102 +394,114 @@ fn package(major: u32, chart: &str, dir: &Path) -> PathBuf {
 fn recording_helm(dir: &Path) -> (PathBuf, PathBuf) {
     let log = dir.join("helm-calls.log");
     let wrapper = dir.join("helm");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            tool("helm4").display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let helm4 = tool("helm4");
+    let script = format!(
+        "#!/bin/sh\nprintf '%s\\n' \"$*\" >> '{}'\nexec '{}' \"$@\"\n",
+        log.display(),
+        helm4.display()
+    );
+    write_script(&wrapper, &script);
     (wrapper, log)
 }
 
-/// A packaged chart renders exactly as its directory, with one helm process: Chart.yaml
-/// is read from the archive, not by `helm show chart`.
-#[test]
-fn a_packaged_chart_renders_as_its_directory_with_one_helm_call() {
-    let dir = fresh("package");
-    let (helm, log) = recording_helm(&dir);
-    for major in [4, 3] {
-        let tgz = package(major, "examples/charts/prefect-server", &dir);
-        assert!(
-            tgz.ends_with("prefect-server-2026.8.18172642.tgz"),
-            "{tgz:?}"
-        );
-        let render = |chart: &Path| {
-            let _ = std::fs::remove_file(&log);
-            let out = lockstep()
-                .env("HELM_BIN", &helm)
-                .args(["render", chart.to_str().unwrap(), "-n", "prefect"])
-                .args(["--from", "3.7.8", "--set", "redis.enabled=true"])
-                .args(["--set", "backgroundServices.runAsSeparateDeployment=true"])
-                .output()
-                .unwrap();
-            let calls = std::fs::read_to_string(&log).unwrap_or_default();
-            (ok(&out), calls)
-        };
-        let (from_dir, _) = render(&repo().join("examples/charts/prefect-server"));
-        let (from_tgz, calls) = render(&tgz);
-        assert!(from_dir.contains("prefect-server-migrate-database"));
-        assert_eq!(
-            from_dir, from_tgz,
-            "helm{major} package: the .tgz renders as the directory"
-        );
-        let calls: Vec<&str> = calls.lines().collect();
-        assert_eq!(calls.len(), 1, "one helm call: {calls:?}");
-        assert!(calls[0].starts_with("template "), "{calls:?}");
-    }
+const SERVER_CHART: &str = "examples/charts/prefect-server";
+
+/// prefect-server rendered from `chart` through a recording helm 4; the stream and the helm
+/// calls it made.
+fn render_recorded(chart: &Path) -> (String, Vec<String>) {
+    let (helm, log) = recording_helm(&fresh("recorded"));
+    let out = Test::new()
+        .env("HELM_BIN", helm)
+        .arg("render")
+        .arg(chart)
+        .args([
+            "-n",
+            "prefect",
+            "--from",
+            "3.7.8",
+            "--set",
+            "redis.enabled=true",
+        ])
+        .args(["--set", "backgroundServices.runAsSeparateDeployment=true"])
+        .run();
+    let calls = std::fs::read_to_string(&log).unwrap_or_default();
+    (out.stdout, calls.lines().map(str::to_owned).collect())
 }
 
-/// The values checks see a packaged chart's defaults as they see a directory's: a
-/// `required` rule whose condition only the chart's defaults make true fires for both.
-#[test]
-fn a_packaged_charts_default_values_are_merged() {
-    let dir = fresh("package-values");
-    let tgz = package(4, "examples/charts/prefect-cloud-1.2.0", &dir);
-    // The user's values for 1.2.0 without their `ingress` section: the chart's default
-    // `ingress.enabled: true` is what makes `ingress.name` required.
+/// prefect-server packaged by helm `major`.
+fn packaged_server(major: u32) -> PathBuf {
+    let tgz = package(major, SERVER_CHART, &fresh("package"));
+    assert!(
+        tgz.ends_with("prefect-server-2026.8.18172642.tgz"),
+        "{tgz:?}"
+    );
+    tgz
+}
+
+per_helm! {
+    /// A packaged chart renders exactly as its directory.
+    a_packaged_chart_renders_as_its_directory => |major| {
+        let (from_dir, _) = render_recorded(&repo().join(SERVER_CHART));
+        let (from_tgz, _) = render_recorded(&packaged_server(major));
+        assert!(from_dir.contains("prefect-server-migrate-database"));
+        assert_eq!(from_tgz, from_dir);
+    };
+    /// With one helm process: Chart.yaml is read from the archive, not by `helm show chart`.
+    a_packaged_chart_takes_one_helm_call => |major| {
+        let (_, calls) = render_recorded(&packaged_server(major));
+        let commands: Vec<&str> = calls.iter().map(|c| c.split(' ').next().unwrap()).collect();
+        assert_eq!(commands, ["template"], "{calls:?}");
+    };
+}
+
+/// The user's values for prefect-cloud 1.2.0 without their `ingress` section: the chart's
+/// default `ingress.enabled: true` is what makes `ingress.name` required.
+fn cloud_values_without_ingress(dir: &Path) -> PathBuf {
     let full =
         std::fs::read_to_string(repo().join("examples/values/prefect-cloud/values-1.2.0.yaml"))
             .unwrap();
     let start = full.find("\ningress:\n").unwrap();
     let end = start + 1 + full[start + 1..].find("\n\n").unwrap();
     let values = dir.join("values.yaml");
-    std::fs::write(&values, format!("{}{}", &full[..start], &full[end..])).unwrap();
-    assert!(!std::fs::read_to_string(&values)
-        .unwrap()
-        .contains("\ningress:"));
-    for chart in [repo().join("examples/charts/prefect-cloud-1.2.0"), tgz] {
-        let out = lockstep()
-            .args([
-                "render",
-                chart.to_str().unwrap(),
-                "-f",
-                values.to_str().unwrap(),
-            ])
-            .args(["--release", "customer-managed", "--from", "0.8.2"])
-            .output()
-            .unwrap();
-        let e = fails(&out, 3);
-        assert!(
-            e.contains("`ingress.name` is not set while `ingress.enabled` is true"),
-            "{}: {e}",
-            chart.display()
-        );
-    }
+    let text = format!("{}{}", &full[..start], &full[end..]);
+    assert!(!text.contains("\ningress:"));
+    std::fs::write(&values, text).unwrap();
+    values
 }
 
-/// An archive helm would refuse is refused before helm runs, naming the cause.
+/// The values checks see `chart`'s defaults: a `required` rule whose condition only the
+/// chart's defaults make true fires.
+fn the_defaults_make_the_ingress_rule_fire(chart: &Path, dir: &Path) {
+    Test::new()
+        .arg("render")
+        .arg(chart)
+        .arg("-f")
+        .arg(cloud_values_without_ingress(dir))
+        .args(["--release", "customer-managed", "--from", "0.8.2"])
+        .status(3)
+        .stderr_contains("\n  - [0.8 → 1.2] `ingress.name` is not set while `ingress.enabled` is true: the default Ingress name changed from self-managed-prefect-cloud to customer-managed-prefect-cloud; an existing install must keep its Ingress\n    fix: set `ingress.name: self-managed-prefect-cloud`\n")
+        .run();
+}
+
 #[test]
-fn a_hostile_archive_is_refused() {
-    let dir = fresh("hostile");
-    // A gzip of a tar whose entry climbs out of the chart directory, made with python3's
-    // tarfile (the test needs Python 3, as scripts/install-tools.sh does).
-    let tgz = dir.join("evil-0.1.0.tgz");
+fn a_chart_directorys_default_values_are_merged() {
+    let chart = repo().join("examples/charts/prefect-cloud-1.2.0");
+    the_defaults_make_the_ingress_rule_fire(&chart, &fresh("dir-values"));
+}
+
+#[test]
+fn a_packaged_charts_default_values_are_merged() {
+    let dir = fresh("package-values");
+    let tgz = package(4, "examples/charts/prefect-cloud-1.2.0", &dir);
+    the_defaults_make_the_ingress_rule_fire(&tgz, &dir);
+}
+
+/// An archive helm would refuse is refused before helm runs, naming the cause: a gzip of a
+/// tar whose entry climbs out of the chart directory, made with python3's tarfile (the
+/// test needs Python 3, as scripts/install-tools.sh does).
+#[test]
+fn an_archive_entry_climbing_out_of_the_chart_is_refused() {
+    let tgz = fresh("hostile").join("evil-0.1.0.tgz");
     let script = format!(
         "import io, tarfile\nwith tarfile.open({:?}, 'w:gz') as t:\n    for name, data in [('evil/Chart.yaml', b'name: evil\\nversion: 0.1.0\\n'), ('evil/../../escape.yaml', b'x: 1\\n')]:\n        i = tarfile.TarInfo(name); i.size = len(data); t.addfile(i, io.BytesIO(data))\n",
         tgz.to_str().unwrap()
@@ -414,23 +511,25 @@ fn a_hostile_archive_is_refused() {
         .output()
         .unwrap();
     assert!(py.status.success(), "{}", stderr(&py));
-    let out = lockstep()
-        .args(["render", tgz.to_str().unwrap(), "--profile", "generic"])
-        .output()
-        .unwrap();
-    let e = fails(&out, 1);
-    assert!(e.contains("a path into a parent directory"), "{e}");
-    // Not gzip at all.
-    let not = dir.join("values.tgz");
+    Test::new()
+        .arg("render")
+        .arg(&tgz)
+        .args(["--profile", "generic"])
+        .status(1)
+        .stderr_contains("a path into a parent directory")
+        .run();
+}
+
+#[test]
+fn a_tgz_that_is_not_gzip_is_refused() {
+    let not = fresh("not-gzip").join("values.tgz");
     std::fs::write(&not, "a: 1\n").unwrap();
-    let e = fails(
-        &lockstep()
-            .args(["render", not.to_str().unwrap()])
-            .output()
-            .unwrap(),
-        1,
-    );
-    assert!(e.contains("is not a packaged chart"), "{e}");
+    Test::new()
+        .arg("render")
+        .arg(&not)
+        .status(1)
+        .stderr_contains("is not a packaged chart")
+        .run();
 }
 
 // ---------------------------------------------------------------------------
@@ -491,52 +590,39 @@ impl RepoServer {
     }
 }
 
-fn base64(data: &[u8]) -> String {
-    const T: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
 const PS_VERSION: &str = "2026.8.18172642";
 
-/// A repository directory: the packaged prefect-server and `helm repo index`'s index.yaml.
+/// A repository directory: the packaged prefect-server and `helm repo index`'s index.yaml;
+/// the directory and the .tgz.
 fn repository(tag: &str) -> (PathBuf, PathBuf) {
     let dir = fresh(tag);
-    let repo_dir = dir.join("repo");
-    std::fs::create_dir_all(&repo_dir).unwrap();
-    let tgz = package(4, "examples/charts/prefect-server", &repo_dir);
+    let tgz = package(4, SERVER_CHART, &dir);
     let out = std::process::Command::new(tool("helm4"))
         .args(["repo", "index"])
-        .arg(&repo_dir)
+        .arg(&dir)
         .output()
         .unwrap();
     assert!(out.status.success(), "helm repo index: {}", stderr(&out));
-    assert!(std::fs::read_to_string(repo_dir.join("index.yaml"))
-        .unwrap()
-        .contains(PS_VERSION));
+    let index = std::fs::read_to_string(dir.join("index.yaml")).unwrap();
+    assert!(index.contains(PS_VERSION), "{index}");
     (dir, tgz)
 }
 
-/// lockstep with helm `major` and helm's own settings in `home` (repositories added there
-/// and nowhere else).
-fn lockstep_with(major: u32, home: &Path) -> std::process::Command {
-    let mut c = lockstep();
-    c.env("HELM_BIN", tool(&format!("helm{major}")))
+/// The repository every test of this process shares (without auth): its URL and .tgz.
+fn shared_repository() -> &'static (String, PathBuf) {
+    static REPO: OnceLock<(String, PathBuf)> = OnceLock::new();
+    REPO.get_or_init(|| {
+        let (dir, tgz) = repository("repo");
+        (RepoServer::start(&dir, None).url, tgz)
+    })
+}
+
+/// lockstep with helm `major` and helm's own settings in a fresh home (repositories added
+/// there and nowhere else); the home's tmp/ is lockstep's TMPDIR.
+fn with_helm(major: u32, home: &Path) -> Test {
+    std::fs::create_dir_all(home.join("tmp")).unwrap();
+    Test::new()
+        .env("HELM_BIN", tool(&format!("helm{major}")))
         .env("HELM_CACHE_HOME", home.join("cache"))
         .env("HELM_CONFIG_HOME", home.join("config"))
         .env("HELM_DATA_HOME", home.join("data"))
@@ -546,10 +632,6 @@ fn lockstep_with(major: u32, home: &Path) -> std::process::Command {
         )
         .env("HELM_REPOSITORY_CACHE", home.join("cache/repository"))
         .env("TMPDIR", home.join("tmp"))
-        .env_remove("LOCKSTEP_REPO_USERNAME")
-        .env_remove("LOCKSTEP_REPO_PASSWORD");
-    std::fs::create_dir_all(home.join("tmp")).unwrap();
-    c
 }
 
 const RENDER: &[&str] = &[
@@ -561,228 +643,231 @@ const RENDER: &[&str] = &[
     "redis.enabled=true",
 ];
 
-/// `render --repo URL prefect-server --version V` and `render NAME/prefect-server` of a
-/// repository added with `helm repo add` give exactly the bytes of rendering the .tgz,
-/// with helm 3 and helm 4; nothing is left in the temporary directory.
-#[test]
-fn a_repository_chart_renders_as_the_packaged_chart() {
-    let (dir, tgz) = repository("repo");
-    let server = RepoServer::start(&dir.join("repo"), None);
-    for major in [4, 3] {
-        let home = dir.join(format!("helm{major}"));
-        let run = |args: &[&str]| {
-            let out = lockstep_with(major, &home)
-                .arg("render")
-                .args(args)
-                .args(RENDER)
-                .output()
-                .unwrap();
-            ok(&out)
-        };
-        let want = run(&[tgz.to_str().unwrap()]);
-        assert!(want.contains("prefect-server-migrate-database"));
-        let by_url = run(&[
-            "--repo",
-            &server.url,
-            "prefect-server",
-            "--version",
-            PS_VERSION,
-        ]);
-        assert_eq!(by_url, want, "helm{major}: --repo URL CHART --version V");
-        let latest = run(&["--repo", &server.url, "prefect-server"]);
-        assert_eq!(latest, want, "helm{major}: --repo URL CHART (latest)");
-        let add = std::process::Command::new(tool(&format!("helm{major}")))
-            .args(["repo", "add", "lockstep-test", &server.url])
-            .env(
-                "HELM_REPOSITORY_CONFIG",
-                home.join("config/repositories.yaml"),
-            )
-            .env("HELM_REPOSITORY_CACHE", home.join("cache/repository"))
-            .output()
-            .unwrap();
-        assert!(add.status.success(), "helm repo add: {}", stderr(&add));
-        let by_name = run(&["lockstep-test/prefect-server", "--version", PS_VERSION]);
-        assert_eq!(by_name, want, "helm{major}: REPO/CHART of helm repo add");
-        // The Helm plugin front-end takes the same charts.
-        let plugin = lockstep_with(major, &home)
-            .args([
-                "helm",
-                "template",
-                "prefect-server",
-                "lockstep-test/prefect-server",
-            ])
-            .args(["--version", PS_VERSION, "--from", "3.7.8", "-n", "prefect"])
-            .args(["--set", "redis.enabled=true"])
-            .output()
-            .unwrap();
-        assert_eq!(
-            ok(&plugin),
-            want,
-            "helm{major}: helm lockstep template REPO/CHART"
-        );
-        let left: Vec<_> = std::fs::read_dir(home.join("tmp")).unwrap().collect();
-        assert!(left.is_empty(), "the pulled chart is removed: {left:?}");
-        // A version the repository does not have: the cause and the fix, nothing on stdout.
-        let out = lockstep_with(major, &home)
-            .args([
-                "render",
-                "--repo",
-                &server.url,
-                "prefect-server",
-                "--version",
-                "9.9.9",
-            ])
-            .output()
-            .unwrap();
-        let e = fails(&out, 1);
-        assert!(
-            e.contains("cannot fetch the chart prefect-server version 9.9.9") && e.contains("fix:"),
-            "{e}"
-        );
-        // A repository name that was never added.
-        let e = fails(
-            &lockstep_with(major, &home)
-                .args(["render", "nosuchrepo/prefect-server"])
-                .output()
-                .unwrap(),
-            1,
-        );
-        assert!(e.contains("helm repo add"), "{e}");
-    }
+/// `lockstep render CHART RENDER` with helm `major` in a fresh home.
+fn render_with(major: u32, chart: &[&str]) -> String {
+    let home = fresh("home");
+    with_helm(major, &home)
+        .arg("render")
+        .args(chart)
+        .args(RENDER)
+        .run()
+        .stdout
 }
 
-/// Credentials reach helm only on its stdin: with LOCKSTEP_REPO_USERNAME/PASSWORD or
-/// --password-file the render is the .tgz's; the password is in no helm argument and in no
-/// message; `--password` is refused without echoing it.
-#[test]
-fn repository_credentials_never_reach_a_command_line() {
-    let (dir, tgz) = repository("repo-auth");
-    let secret = "s3cret-Pa55";
-    let server = RepoServer::start(&dir.join("repo"), Some(&format!("ci:{secret}")));
-    let home = dir.join("home");
-    let (helm, log) = recording_helm(&dir);
-    let want = ok(&lockstep_with(4, &home)
-        .arg("render")
-        .arg(&tgz)
-        .args(RENDER)
+/// The shared repository's .tgz rendered with helm `major`: what every chart reference
+/// must give.
+fn packaged_render(major: u32) -> &'static str {
+    static RENDERS: [OnceLock<String>; 2] = [OnceLock::new(), OnceLock::new()];
+    RENDERS[(major == 3) as usize].get_or_init(|| {
+        let want = render_with(major, &[shared_repository().1.to_str().unwrap()]);
+        assert!(want.contains("prefect-server-migrate-database"));
+        want
+    })
+}
+
+/// `helm repo add lockstep-test URL` with helm `major` in `home`.
+fn helm_repo_add(major: u32, home: &Path, url: &str) {
+    let add = std::process::Command::new(tool(&format!("helm{major}")))
+        .args(["repo", "add", "lockstep-test", url])
+        .env(
+            "HELM_REPOSITORY_CONFIG",
+            home.join("config/repositories.yaml"),
+        )
+        .env("HELM_REPOSITORY_CACHE", home.join("cache/repository"))
         .output()
-        .unwrap());
-    let pw_file = dir.join("password");
-    std::fs::write(&pw_file, format!("{secret}\n")).unwrap();
-    for by_file in [false, true] {
-        let mut c = lockstep_with(4, &home);
-        c.env("HELM_BIN", &helm)
-            .env("LOCKSTEP_REPO_USERNAME", "ci")
-            .args(["render", "--repo", &server.url, "prefect-server"])
-            .args(RENDER);
-        if by_file {
-            c.arg("--password-file").arg(&pw_file);
-        } else {
-            c.env("LOCKSTEP_REPO_PASSWORD", secret);
-        }
-        let out = c.output().unwrap();
-        assert_eq!(ok(&out), want, "by file: {by_file}");
-        assert!(!stderr(&out).contains(secret));
-    }
-    let calls = std::fs::read_to_string(&log).unwrap();
+        .unwrap();
+    assert!(add.status.success(), "helm repo add: {}", stderr(&add));
+}
+
+fn url() -> &'static str {
+    &shared_repository().0
+}
+
+per_helm! {
+    /// `render --repo URL CHART --version V` gives exactly the bytes of rendering the .tgz.
+    a_repository_chart_by_url_and_version_renders_as_the_tgz => |major| {
+        let got = render_with(major, &["--repo", url(), "prefect-server", "--version", PS_VERSION]);
+        assert_eq!(got, packaged_render(major));
+    };
+    /// Without --version: the latest, the only one there.
+    a_repository_chart_by_url_renders_its_latest_version => |major| {
+        let got = render_with(major, &["--repo", url(), "prefect-server"]);
+        assert_eq!(got, packaged_render(major));
+    };
+    /// `render NAME/CHART` of a repository added with `helm repo add`.
+    a_chart_of_an_added_repository_renders_as_the_tgz => |major| {
+        let home = fresh("home");
+        helm_repo_add(major, &home, url());
+        let chart = ["lockstep-test/prefect-server", "--version", PS_VERSION];
+        let got = with_helm(major, &home).arg("render").args(chart).args(RENDER).run();
+        assert_eq!(got.stdout, packaged_render(major));
+    };
+    /// The Helm plugin front-end takes the same charts.
+    the_helm_plugin_renders_a_chart_of_an_added_repository => |major| {
+        let home = fresh("home");
+        helm_repo_add(major, &home, url());
+        with_helm(major, &home)
+            .args(["helm", "template", "prefect-server", "lockstep-test/prefect-server"])
+            .args(["--version", PS_VERSION, "--from", "3.7.8", "-n", "prefect"])
+            .args(["--set", "redis.enabled=true"])
+            .stdout(packaged_render(major))
+            .run();
+    };
+    /// Nothing is left in the temporary directory.
+    the_pulled_chart_is_removed => |major| {
+        let home = fresh("home");
+        with_helm(major, &home).args(["render", "--repo", url(), "prefect-server"]).run();
+        let left: Vec<_> = std::fs::read_dir(home.join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "{left:?}");
+    };
+    /// A version the repository does not have: the cause and the fix, nothing on stdout.
+    a_version_the_repository_lacks_is_refused => |major| {
+        with_helm(major, &fresh("home"))
+            .args(["render", "--repo", url(), "prefect-server", "--version", "9.9.9"])
+            .status(1)
+            .stderr_contains("cannot fetch the chart prefect-server version 9.9.9")
+            .stderr_contains("fix:")
+            .run();
+    };
+    /// A repository name that was never added.
+    a_repository_never_added_is_refused => |major| {
+        with_helm(major, &fresh("home"))
+            .args(["render", "nosuchrepo/prefect-server"])
+            .status(1)
+            .stderr_contains("helm repo add")
+            .run();
+    };
+}
+
+// Credentials reach helm only on its stdin: with LOCKSTEP_REPO_USERNAME/PASSWORD or
+// --password-file the render is the .tgz's; the password is in no helm argument and in no
+// message; `--password` is refused without echoing it.
+
+const SECRET: &str = "s3cret-Pa55";
+
+/// A repository behind Basic auth (user `ci`, password [`SECRET`]); its URL.
+fn auth_url() -> &'static str {
+    static URL: OnceLock<String> = OnceLock::new();
+    URL.get_or_init(|| {
+        let (dir, _) = repository("repo-auth");
+        RepoServer::start(&dir, Some(&format!("ci:{SECRET}"))).url
+    })
+}
+
+/// `render --repo AUTH_URL prefect-server` as user `ci` through a recording helm 4, with
+/// `how` adding the password; the helm calls it made.
+fn render_with_credentials(how: impl FnOnce(Test, &Path) -> Test) -> String {
+    let dir = fresh("auth");
+    let (helm, log) = recording_helm(&dir);
+    let test = with_helm(4, &dir.join("home"))
+        .env("HELM_BIN", helm)
+        .env("LOCKSTEP_REPO_USERNAME", "ci")
+        .args(["render", "--repo", auth_url(), "prefect-server"])
+        .args(RENDER)
+        .stdout(packaged_render(4))
+        .stderr_lacks(SECRET);
+    how(test, &dir).run();
+    std::fs::read_to_string(&log).unwrap()
+}
+
+/// The helm calls of a render with credentials: the password went on helm's stdin.
+fn assert_password_on_stdin(calls: &str) {
+    assert!(calls.contains("repo add lockstep-pull"), "{calls}");
+    assert!(calls.contains("--password-stdin"), "{calls}");
     assert!(
-        calls.contains("repo add lockstep-pull") && calls.contains("--password-stdin"),
-        "{calls}"
-    );
-    assert!(
-        !calls.contains(secret),
+        !calls.contains(SECRET),
         "the password is on a helm command line:\n{calls}"
     );
-    // Without credentials: refused by the repository, said so.
-    let e = fails(
-        &lockstep_with(4, &home)
-            .args(["render", "--repo", &server.url, "prefect-server"])
-            .output()
-            .unwrap(),
-        1,
-    );
-    assert!(
-        e.contains("401") && e.contains("LOCKSTEP_REPO_PASSWORD"),
-        "{e}"
-    );
-    // A wrong password: no echo of it.
-    let e = fails(
-        &lockstep_with(4, &home)
-            .env("LOCKSTEP_REPO_USERNAME", "ci")
-            .env("LOCKSTEP_REPO_PASSWORD", "wrong-Pa55")
-            .args(["render", "--repo", &server.url, "prefect-server"])
-            .output()
-            .unwrap(),
-        1,
-    );
-    assert!(!e.contains("wrong-Pa55"), "{e}");
-    // --password on the command line: refused, not echoed.
-    let e = fails(
-        &lockstep_with(4, &home)
-            .args([
-                "render",
-                "--repo",
-                &server.url,
-                "prefect-server",
-                "--password",
-                secret,
-            ])
-            .output()
-            .unwrap(),
-        1,
-    );
-    assert!(
-        e.contains("LOCKSTEP_REPO_PASSWORD") && !e.contains(secret),
-        "{e}"
-    );
-    // Credentials inside the URL: refused before helm runs, not echoed.
-    let url = server
-        .url
-        .replace("http://", &format!("http://ci:{secret}@"));
-    let e = fails(
-        &lockstep_with(4, &home)
-            .args(["render", "--repo", &url, "prefect-server"])
-            .output()
-            .unwrap(),
-        1,
-    );
-    assert!(
-        e.contains("holds credentials") && !e.contains(secret),
-        "{e}"
-    );
+}
+
+#[test]
+fn a_repository_password_from_the_environment_reaches_helm_on_stdin() {
+    let calls = render_with_credentials(|t, _| t.env("LOCKSTEP_REPO_PASSWORD", SECRET));
+    assert_password_on_stdin(&calls);
+}
+
+#[test]
+fn a_repository_password_file_reaches_helm_on_stdin() {
+    let calls = render_with_credentials(|t, dir| {
+        let file = dir.join("password");
+        std::fs::write(&file, format!("{SECRET}\n")).unwrap();
+        t.arg("--password-file").arg(file)
+    });
+    assert_password_on_stdin(&calls);
+}
+
+/// `render --repo URL prefect-server` of the auth repository, refused with exit 1.
+fn refused_by_the_auth_repository(url: &str) -> Test {
+    with_helm(4, &fresh("home"))
+        .args(["render", "--repo", url, "prefect-server"])
+        .status(1)
+        .stderr_lacks(SECRET)
+}
+
+/// Without credentials: refused by the repository, said so.
+#[test]
+fn a_repository_refusing_anonymous_access_is_explained() {
+    refused_by_the_auth_repository(auth_url())
+        .stderr_contains("401")
+        .stderr_contains("LOCKSTEP_REPO_PASSWORD")
+        .run();
+}
+
+#[test]
+fn a_wrong_repository_password_is_not_echoed() {
+    refused_by_the_auth_repository(auth_url())
+        .env("LOCKSTEP_REPO_USERNAME", "ci")
+        .env("LOCKSTEP_REPO_PASSWORD", "wrong-Pa55")
+        .stderr_lacks("wrong-Pa55")
+        .run();
+}
+
+#[test]
+fn a_password_flag_is_refused_without_echoing_it() {
+    refused_by_the_auth_repository(auth_url())
+        .args(["--password", SECRET])
+        .stderr_contains("LOCKSTEP_REPO_PASSWORD")
+        .run();
+}
+
+/// Credentials inside the URL: refused before helm runs, not echoed.
+#[test]
+fn credentials_in_a_repository_url_are_refused_without_echoing_them() {
+    let url = auth_url().replace("http://", &format!("http://ci:{SECRET}@"));
+    refused_by_the_auth_repository(&url)
+        .stderr_contains("holds credentials")
+        .run();
 }
 
 /// In Argo CD, lockstep.yaml names a repository chart with `repo:`, `chart:` and
-/// `chartVersion:`; the sidecar pulls it.
+/// `chartVersion:`; the sidecar pulls it. The stream is the .tgz's render, after the
+/// plugin's `# lockstep:` notes.
 #[test]
 fn argocd_renders_a_repository_chart_named_in_lockstep_yaml() {
-    let (dir, tgz) = repository("repo-argocd");
-    let server = RepoServer::start(&dir.join("repo"), None);
-    let home = dir.join("home");
-    let app = dir.join("app");
-    std::fs::create_dir_all(&app).unwrap();
-    std::fs::write(
-        app.join("lockstep.yaml"),
-        format!(
-            "repo: {}\nchart: prefect-server\nchartVersion: \"{PS_VERSION}\"\nversion: 3.8.3\nnamespace: prefect\nset:\n  redis.enabled: \"true\"\n",
-            server.url
-        ),
-    )
-    .unwrap();
-    std::fs::write(app.join("lockstep.lock"), "deployed:\n  version: 3.7.8\n").unwrap();
-    let out = lockstep_with(4, &home)
+    let cfg = format!(
+        "repo: {}\nchart: prefect-server\nchartVersion: \"{PS_VERSION}\"\nversion: 3.8.3\nnamespace: prefect\nset:\n  redis.enabled: \"true\"\n",
+        url()
+    );
+    let app = app_dir(
+        "argocd-app",
+        &[
+            ("lockstep.yaml", &cfg),
+            ("lockstep.lock", "deployed:\n  version: 3.7.8\n"),
+        ],
+    );
+    let out = with_helm(4, &app.join("home"))
         .current_dir(&app)
         .env("ARGOCD_APP_NAME", "prefect-server")
         .args(["argocd", "generate"])
-        .output()
-        .unwrap();
-    let got: String = ok(&out)
+        .run();
+    let got: String = out
+        .stdout
         .split_inclusive('\n')
         .filter(|l| !l.starts_with("# lockstep:"))
         .collect();
-    let want = ok(&lockstep_with(4, &home)
+    let want = with_helm(4, &fresh("home"))
         .arg("render")
-        .arg(&tgz)
+        .arg(&shared_repository().1)
         .args([
             "--release",
             "prefect-server",
@@ -792,96 +877,107 @@ fn argocd_renders_a_repository_chart_named_in_lockstep_yaml() {
             "3.7.8",
         ])
         .args(["--set-string", "redis.enabled=true"])
-        .output()
-        .unwrap());
-    assert_eq!(got, want);
+        .run();
+    assert_eq!(got, want.stdout);
 }
 
-/// `oci://` charts: pushed with `helm push` to a real registry (Debian's docker-registry,
-/// the CNCF distribution 2.8) on 127.0.0.1, rendered with --version and --plain-http by
-/// helm 3 and 4 as the .tgz. Skipped, with one line, where no registry binary is installed.
-#[test]
-fn an_oci_chart_renders_as_the_packaged_chart() {
-    let Some(registry) = ["/usr/bin/docker-registry", "/usr/local/bin/registry"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-    else {
-        eprintln!("SKIP an_oci_chart_renders_as_the_packaged_chart: needs a registry binary (apt-get install docker-registry)");
-        return;
-    };
-    let (dir, tgz) = repository("oci");
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let config = dir.join("registry.yml");
-    std::fs::write(
-        &config,
-        format!(
-            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
-            dir.join("registry").display()
-        ),
-    )
-    .unwrap();
-    struct Kill(std::process::Child);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-    let _registry = Kill(
-        std::process::Command::new(registry)
+/// A registry on 127.0.0.1 (Debian's docker-registry, the CNCF distribution 2.8), stopped
+/// when dropped; None, with one line saying what is missing, where none is installed.
+struct Registry {
+    host: String,
+    child: std::process::Child,
+}
+
+impl Registry {
+    fn start(dir: &Path, test: &str) -> Option<Registry> {
+        let Some(bin) = ["/usr/bin/docker-registry", "/usr/local/bin/registry"]
+            .iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+        else {
+            eprintln!("SKIP {test}: needs a registry binary (apt-get install docker-registry)");
+            return None;
+        };
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let config = dir.join("registry.yml");
+        let root = dir.join("registry");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: 127.0.0.1:{port}\n",
+                root.display()
+            ),
+        )
+        .unwrap();
+        let child = std::process::Command::new(bin)
             .arg("serve")
             .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
-            .unwrap(),
-    );
-    let home = dir.join("home");
-    let host = format!("127.0.0.1:{port}");
-    let mut pushed = false;
-    for _ in 0..50 {
-        let out = std::process::Command::new(tool("helm4"))
-            .arg("push")
-            .arg(&tgz)
-            .arg(format!("oci://{host}/charts"))
-            .arg("--plain-http")
-            .env("HELM_REGISTRY_CONFIG", home.join("registry.json"))
-            .output()
             .unwrap();
-        if out.status.success() {
-            pushed = true;
-            break;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
+        Some(Registry {
+            host: format!("127.0.0.1:{port}"),
+            child,
+        })
     }
-    assert!(pushed, "helm push to the registry on {host}");
-    let reference = format!("oci://{host}/charts/prefect-server");
-    for major in [4, 3] {
-        let home = dir.join(format!("helm{major}"));
-        let run = |args: &[&str]| {
-            lockstep_with(major, &home)
-                .arg("render")
-                .args(args)
-                .args(RENDER)
+
+    /// `helm push TGZ oci://HOST/charts`, retried while the registry starts.
+    fn push(&self, tgz: &Path, home: &Path) {
+        for _ in 0..50 {
+            let out = std::process::Command::new(tool("helm4"))
+                .arg("push")
+                .arg(tgz)
+                .arg(format!("oci://{}/charts", self.host))
+                .arg("--plain-http")
+                .env("HELM_REGISTRY_CONFIG", home.join("registry.json"))
                 .output()
-                .unwrap()
-        };
-        let want = ok(&run(&[tgz.to_str().unwrap()]));
-        let got = ok(&run(&[&reference, "--version", PS_VERSION, "--plain-http"]));
-        assert_eq!(got, want, "helm{major}: oci:// --version --plain-http");
-        // A chart the registry does not have: the cause and the fix.
-        let e = fails(
-            &run(&[&format!("oci://{host}/charts/nothing"), "--plain-http"]),
-            1,
+                .unwrap();
+            if out.status.success() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("helm push to the registry on {}", self.host);
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `oci://` charts: pushed with `helm push` to a real registry on 127.0.0.1, rendered with
+/// --version and --plain-http by helm 3 and 4 as the .tgz; a chart the registry does not
+/// have is refused with the cause and the fix. One registry serves all four checks.
+#[test]
+fn an_oci_chart_renders_as_the_packaged_chart() {
+    let dir = fresh("oci");
+    let Some(registry) = Registry::start(&dir, "an_oci_chart_renders_as_the_packaged_chart") else {
+        return;
+    };
+    registry.push(&shared_repository().1, &dir);
+    let chart = format!("oci://{}/charts/prefect-server", registry.host);
+    let missing = format!("oci://{}/charts/nothing", registry.host);
+    for major in [4, 3] {
+        let got = render_with(major, &[&chart, "--version", PS_VERSION, "--plain-http"]);
+        assert_eq!(
+            got,
+            packaged_render(major),
+            "helm{major}: oci:// --version --plain-http"
         );
-        assert!(
-            e.contains("cannot fetch the chart oci://") && e.contains("fix:"),
-            "{e}"
-        );
+        with_helm(major, &fresh("home"))
+            .args(["render", &missing, "--plain-http"])
+            .args(RENDER)
+            .status(1)
+            .stderr_contains("cannot fetch the chart oci://")
+            .stderr_contains("fix:")
+            .run();
     }
 }

@@ -1,6 +1,8 @@
 //! The in-cluster protocol (issue 17): gate first, a record that cannot lie, steps that run
 //! once. The Argo CD and Helm claims are checked against a small model of their sync order
 //! (tests/common/argocd_model.rs: a model, not Argo CD or Helm; each rule cites its source).
+//! Renders come from the built lockstep with the real helm 4; the step Jobs' shell script
+//! runs for real under `sh` (see [`Pods`]).
 
 mod common;
 
@@ -13,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
 fn k(kind: &str, name: &str) -> model::Key {
     (kind.to_owned(), name.to_owned())
@@ -34,6 +37,13 @@ fn obj(kind: &str, name: &str, annotations: &[(&str, &str)]) -> Value {
             .insert("annotations".into(), Value::Mapping(ann));
     }
     v
+}
+
+fn plan_keys(docs: &[Value], live: &[Value], op: &Operation) -> Vec<model::Key> {
+    model::plan(docs, live, op)
+        .iter()
+        .map(|t| t.key())
+        .collect()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -95,23 +105,31 @@ fn model_orders_by_phase_then_wave_then_kind_then_name() {
     );
 }
 
-#[test]
-fn model_skips_hooks_in_rollbacks_and_selective_syncs_and_never_prunes_hooks() {
-    let docs = vec![
+/// A Deployment and a PreSync hook.
+fn api_and_hook() -> Vec<Value> {
+    vec![
         obj("Deployment", "api", &[]),
         obj("Job", "migrate", &[("argocd.argoproj.io/hook", "PreSync")]),
-    ];
-    for op in [
-        Operation::Apply,
-        Operation::Resources(vec![k("Deployment", "api")]),
-    ] {
-        let keys: Vec<_> = model::plan(&docs, &[], &op)
-            .iter()
-            .map(|t| t.key())
-            .collect();
-        assert_eq!(keys, vec![k("Deployment", "api")], "{op:?}");
-    }
-    // A live hook the target lacks is not a prune task; a live resource is.
+    ]
+}
+
+#[test]
+fn model_an_apply_strategy_sync_skips_hooks() {
+    let keys = plan_keys(&api_and_hook(), &[], &Operation::Apply);
+    assert_eq!(keys, [k("Deployment", "api")]);
+}
+
+#[test]
+fn model_a_selective_sync_skips_hooks() {
+    let op = Operation::Resources(vec![k("Deployment", "api")]);
+    assert_eq!(
+        plan_keys(&api_and_hook(), &[], &op),
+        [k("Deployment", "api")]
+    );
+}
+
+#[test]
+fn model_prunes_a_live_resource_but_never_a_live_hook() {
     let live = vec![
         obj("ConfigMap", "old", &[]),
         obj(
@@ -120,12 +138,12 @@ fn model_skips_hooks_in_rollbacks_and_selective_syncs_and_never_prunes_hooks() {
             &[("argocd.argoproj.io/hook", "PreSync")],
         ),
     ];
-    let prunes: Vec<_> = model::plan(&docs, &live, &Operation::Full)
+    let prunes: Vec<_> = model::plan(&api_and_hook(), &live, &Operation::Full)
         .into_iter()
         .filter(|t| t.prune)
         .map(|t| t.key())
         .collect();
-    assert_eq!(prunes, vec![k("ConfigMap", "old")]);
+    assert_eq!(prunes, [k("ConfigMap", "old")]);
 }
 
 /// Fails the hooks named in `fail`.
@@ -136,9 +154,10 @@ impl World for FailHooks {
     }
 }
 
-#[test]
-fn model_honours_delete_policies_prune_options_and_cascade_delete() {
-    let docs = vec![
+/// Resources and hooks with each delete policy and sync option the protocol relies on.
+fn policies() -> Vec<Value> {
+    let hook = ("argocd.argoproj.io/hook", "PreSync");
+    vec![
         obj("ConfigMap", "cm", &[]),
         obj(
             "ConfigMap",
@@ -152,17 +171,14 @@ fn model_honours_delete_policies_prune_options_and_cascade_delete() {
             "Job",
             "gone-on-success",
             &[
-                ("argocd.argoproj.io/hook", "PreSync"),
+                hook,
                 ("argocd.argoproj.io/hook-delete-policy", "HookSucceeded"),
             ],
         ),
         obj(
             "Job",
             "stays",
-            &[
-                ("argocd.argoproj.io/hook", "PreSync"),
-                ("helm.sh/hook-delete-policy", "hook-failed"),
-            ],
+            &[hook, ("helm.sh/hook-delete-policy", "hook-failed")],
         ),
         obj(
             "ConfigMap",
@@ -172,54 +188,102 @@ fn model_honours_delete_policies_prune_options_and_cascade_delete() {
                 ("argocd.argoproj.io/sync-options", "Delete=false"),
             ],
         ),
-    ];
+    ]
+}
+
+/// A cluster after one successful full sync of [`policies`].
+fn synced_policies() -> Cluster {
     let mut c = Cluster::default();
-    assert_eq!(
-        c.sync(&docs, &Operation::Full, true, &mut model::AllGood),
-        Outcome::Succeeded
-    );
-    assert!(c.get("Job", "gone-on-success").is_none());
-    assert!(c.get("Job", "stays").is_some());
-    // A second sync: the record (default policy BeforeHookCreation) is deleted and
-    // created again; the others are applied over.
+    let out = c.sync(&policies(), &Operation::Full, true, &mut model::AllGood);
+    assert_eq!(out, Outcome::Succeeded);
+    c
+}
+
+#[test]
+fn model_hook_succeeded_deletes_a_hook_that_passed() {
+    assert!(synced_policies().get("Job", "gone-on-success").is_none());
+}
+
+#[test]
+fn model_hook_failed_keeps_a_hook_that_passed() {
+    assert!(synced_policies().get("Job", "stays").is_some());
+}
+
+/// The record's default policy (BeforeHookCreation) deletes and creates it again on the next
+/// sync; a hook with another policy is applied over (the HookSucceeded one is deleted once it
+/// passed, as on the first sync).
+#[test]
+fn model_before_hook_creation_recreates_a_hook_on_the_next_sync() {
+    let mut c = synced_policies();
     c.events.clear();
-    assert_eq!(
-        c.sync(&docs, &Operation::Full, true, &mut model::AllGood),
-        Outcome::Succeeded
-    );
-    assert!(c
+    let out = c.sync(&policies(), &Operation::Full, true, &mut model::AllGood);
+    assert_eq!(out, Outcome::Succeeded);
+    let deleted: Vec<_> = c
         .events
-        .contains(&model::Event::Delete(k("ConfigMap", "record"))));
-    assert!(!c.events.contains(&model::Event::Delete(k("Job", "stays"))));
-    // Prune: the target drops both ConfigMaps; only the one without Prune=false goes.
-    let fewer: Vec<Value> = docs[2..].to_vec();
-    c.sync(&fewer, &Operation::Full, true, &mut model::AllGood);
-    assert!(c.get("ConfigMap", "cm").is_none());
-    assert!(c.get("ConfigMap", "kept").is_some());
-    // A failed hook fails the sync before later waves, and HookFailed deletes it.
+        .iter()
+        .filter_map(|e| match e {
+            model::Event::Delete(k) => Some(k.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        deleted,
+        [k("ConfigMap", "record"), k("Job", "gone-on-success")]
+    );
+}
+
+#[test]
+fn model_prune_false_keeps_a_resource_the_target_dropped() {
+    let mut c = synced_policies();
+    c.sync(
+        &policies()[2..],
+        &Operation::Full,
+        true,
+        &mut model::AllGood,
+    );
+    assert!(c.get("ConfigMap", "cm").is_none(), "pruned");
+    assert!(c.get("ConfigMap", "kept").is_some(), "Prune=false");
+}
+
+#[test]
+fn model_a_failed_hook_ends_the_sync_and_hook_failed_deletes_it() {
     let mut c = Cluster::default();
-    let out = c.sync(&docs, &Operation::Full, true, &mut FailHooks(vec!["stays"]));
+    let out = c.sync(
+        &policies(),
+        &Operation::Full,
+        true,
+        &mut FailHooks(vec!["stays"]),
+    );
     assert!(matches!(out, Outcome::Failed(_)), "{out:?}");
-    assert!(c.get("Job", "stays").is_none());
+    assert!(c.get("Job", "stays").is_none(), "HookFailed deletes it");
     assert!(
         c.get("ConfigMap", "cm").is_none(),
         "nothing of the Sync phase"
     );
-    // Cascade delete keeps Delete=false.
-    let mut c = Cluster::default();
-    c.sync(&docs, &Operation::Full, true, &mut model::AllGood);
+}
+
+#[test]
+fn model_a_cascade_delete_keeps_delete_false() {
+    let mut c = synced_policies();
     c.delete_app();
     let left: Vec<_> = c.objects.keys().cloned().collect();
-    assert_eq!(left, vec![k("ConfigMap", "kept"), k("ConfigMap", "record")]);
+    assert_eq!(left, [k("ConfigMap", "kept"), k("ConfigMap", "record")]);
 }
 
 // ---------------------------------------------------------------------------------------
 // lockstep's renders through the model.
 
-fn render(args: &[&str]) -> String {
-    let mut c = lockstep();
-    c.arg("render").args(args);
-    ok(&c.output().expect("run lockstep"))
+/// `lockstep render ARGS`, parsed; each distinct render runs once per test process.
+fn render(args: &[&str]) -> Vec<Value> {
+    static RENDERS: Mutex<BTreeMap<Vec<String>, String>> = Mutex::new(BTreeMap::new());
+    let key: Vec<String> = args.iter().map(|a| a.to_string()).collect();
+    let known = RENDERS.lock().unwrap().get(&key).cloned();
+    let text = known.unwrap_or_else(|| {
+        let text = Test::new().arg("render").args(args).run().stdout;
+        RENDERS.lock().unwrap().insert(key, text.clone());
+        text
+    });
+    docs(&text)
 }
 
 /// A stand-in for the kubelet, for lockstep's Jobs only: runs a Job's container argv
@@ -355,6 +419,10 @@ impl World for Pods {
 }
 
 const SERVER: &str = "examples/charts/prefect-server";
+const RECORD: &str = "prefect-server-lockstep";
+const BACKUP: &str = "prefect-server-lockstep-backup";
+const GATE: &str = "prefect-server-lockstep-gate";
+const MIGRATE: &str = "prefect-server-migrate-database";
 
 /// A record as a sync that migrated `release` would have left it.
 fn seed_record(c: &mut Cluster, name: &str, release: &str, image: &str) {
@@ -365,182 +433,242 @@ fn seed_record(c: &mut Cluster, name: &str, release: &str, image: &str) {
     c.objects.insert(model::key(&v), v);
 }
 
+/// A cluster whose record says `release` (image `old`).
+fn recorded(name: &str, release: &str) -> Cluster {
+    let mut c = Cluster::default();
+    seed_record(&mut c, name, release, "old");
+    c
+}
+
 fn record_of(c: &Cluster, name: &str) -> Option<String> {
     c.get("ConfigMap", name)
         .and_then(|r| r["data"]["release"].as_str())
         .map(str::to_owned)
 }
 
-fn is_gate(k: &model::Key) -> bool {
-    k.1.ends_with("-lockstep-gate")
+fn sync(c: &mut Cluster, d: &[Value], pods: &mut Pods) -> Outcome {
+    c.sync(d, &Operation::Full, true, pods)
+}
+
+fn first_hook(d: &[Value], action: HelmAction) -> Option<model::Key> {
+    model::helm_steps(d, action)
+        .into_iter()
+        .find_map(|s| match s {
+            HelmStep::Hook(k) => Some(k),
+            HelmStep::Resources => None,
+        })
 }
 
 // ---------------------------------------------------------------------------------------
 // Defect 1: nothing of the release is applied before the gate passes.
 
-#[test]
-fn nothing_of_the_release_is_applied_before_the_gate_in_either_phase() {
-    for phase in ["presync", "sync"] {
-        for (from, live, why) in [
-            (Some("3.7.8"), "3.6.0", "a skipped release"),
-            // A first install as far as the render knows, over a database a newer release
-            // migrated (its record survived an uninstall): the gate reads the record
-            // before this release writes it.
-            (None, "3.9.0", "a downgrade"),
-        ] {
-            let mut args = vec![SERVER, "--phase", phase];
-            if let Some(f) = from {
-                args.extend(["--from", f]);
+/// Argo CD: the gate (run for real by sh, reading the live record `live`) refuses, and it
+/// was the only thing applied; no migration ran, the record is as it was.
+fn argocd_applies_only_the_gate(phase: &str, from: Option<&str>, live: &str) {
+    let mut args = vec![SERVER, "--phase", phase];
+    args.extend(from.iter().flat_map(|f| ["--from", f]));
+    let d = render(&args);
+    let mut c = recorded(RECORD, live);
+    let mut pods = Pods::new("gate-first");
+    let out = sync(&mut c, &d, &mut pods);
+    assert!(
+        matches!(out, Outcome::Failed(ref w) if w.contains(GATE)),
+        "{out:?}"
+    );
+    assert_eq!(c.applied(), [k("Job", GATE)]);
+    assert_eq!(pods.take_log(), "", "no migration ran");
+    assert_eq!(record_of(&c, RECORD).as_deref(), Some(live));
+}
+
+/// Helm: the gate is the first hook install and upgrade run.
+fn helm_runs_the_gate_first(phase: &str, from: Option<&str>) {
+    let mut args = vec![SERVER, "--phase", phase];
+    args.extend(from.iter().flat_map(|f| ["--from", f]));
+    let d = render(&args);
+    let first = [HelmAction::Install, HelmAction::Upgrade].map(|a| first_hook(&d, a));
+    assert_eq!(first, [Some(k("Job", GATE)), Some(k("Job", GATE))]);
+}
+
+/// One module per case: `argocd` and `helm` tests.
+macro_rules! gate_first {
+    ($($(#[$m:meta])* $name:ident: $phase:literal, $from:expr, $live:literal;)*) => {$(
+        $(#[$m])*
+        mod $name {
+            #[test]
+            fn argocd_applies_only_the_gate() {
+                super::argocd_applies_only_the_gate($phase, $from, $live);
             }
-            let d = docs(&render(&args));
-            let ctx = format!("{phase}, {why}");
-            // Argo CD: the gate (run for real by sh, reading the live record) refuses,
-            // and it was the only thing applied.
-            let mut c = Cluster::default();
-            seed_record(&mut c, "prefect-server-lockstep", live, "img");
-            let mut pods = Pods::new("gate-first");
-            let out = c.sync(&d, &Operation::Full, true, &mut pods);
-            assert!(
-                matches!(out, Outcome::Failed(ref w) if w.contains("lockstep-gate")),
-                "{ctx}: {out:?}"
-            );
-            let applied = c.applied();
-            assert!(
-                applied.len() == 1 && is_gate(&applied[0]),
-                "{ctx}: applied {applied:?}"
-            );
-            assert_eq!(pods.take_log(), "", "{ctx}: no migration ran");
-            assert_eq!(
-                record_of(&c, "prefect-server-lockstep").as_deref(),
-                Some(live)
-            );
-            // Helm: the gate is the first thing install and upgrade do.
-            for action in [HelmAction::Install, HelmAction::Upgrade] {
-                let steps = model::helm_steps(&d, action);
-                assert!(
-                    matches!(&steps[0], HelmStep::Hook(k) if is_gate(k)),
-                    "{ctx}: helm {action:?}: {steps:?}"
-                );
+            #[test]
+            fn helm_runs_the_gate_first() {
+                super::helm_runs_the_gate_first($phase, $from);
             }
         }
-    }
-    // A chart hook that runs in PreSync at a lower wave still comes after the gate.
+    )*};
+}
+
+gate_first! {
+    /// A skipped release.
+    gate_first_presync_skip: "presync", Some("3.7.8"), "3.6.0";
+    gate_first_sync_skip: "sync", Some("3.7.8"), "3.6.0";
+    /// A first install as far as the render knows, over a database a newer release
+    /// migrated (its record survived an uninstall): the gate reads the record before this
+    /// release writes it.
+    gate_first_presync_downgrade: "presync", None, "3.9.0";
+    gate_first_sync_downgrade: "sync", None, "3.9.0";
+}
+
+/// A chart hook that runs in PreSync at a lower wave still comes after the gate.
+#[test]
+fn a_chart_hook_at_a_lower_weight_still_follows_the_gate() {
     let input = std::fs::read_to_string(repo().join("tests/odd/env-injection.yaml")).unwrap();
     let early = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: early-hook\n  annotations:\n    helm.sh/hook: pre-install,pre-upgrade\n    helm.sh/hook-weight: \"-50\"\ndata: {}\n";
-    let mut c = lockstep();
-    c.args(["inject", "--profile", "prefect-server"]);
-    let d = docs(&ok(&run_with_stdin(
-        c,
-        format!("{input}\n---\n{early}").as_bytes(),
-    )));
-    let order = model::plan(&d, &[], &Operation::Full);
-    assert!(is_gate(&order[0].key()), "{:?}", order[0].key());
-    assert!(is_gate(&model::helm_hooks(&d, "pre-install")[0]));
+    let out = Test::new()
+        .args(["inject", "--profile", "prefect-server"])
+        .stdin(format!("{input}\n---\n{early}"))
+        .run();
+    let d = docs(&out.stdout);
+    let argo = model::plan(&d, &[], &Operation::Full)[0].key();
+    let helm = model::helm_hooks(&d, "pre-install")[0].clone();
+    assert_eq!([argo, helm], [k("Job", GATE), k("Job", GATE)]);
 }
 
 // ---------------------------------------------------------------------------------------
 // Defect 2: the record names the newest release whose migrations completed, and nothing
 // else changes it.
 
-#[test]
-fn the_record_is_written_only_by_a_successful_migration_and_survives_everything_else() {
-    let d = docs(&render(&[SERVER, "--phase", "sync", "--from", "3.7.8"]));
-    let rec = "prefect-server-lockstep";
-    let backup = "prefect-server-lockstep-backup";
-    // A failed migration leaves the record as it was.
-    let mut c = Cluster::default();
-    seed_record(&mut c, rec, "3.7.8", "old");
+/// The 3.7.8 → 3.8.3 upgrade of prefect-server, sync phase.
+fn server_upgrade() -> Vec<Value> {
+    render(&[SERVER, "--phase", "sync", "--from", "3.7.8"])
+}
+
+/// The upgrade synced over a 3.7.8 record: the record says 3.8.3.
+fn migrated() -> (Vec<Value>, Cluster, Pods) {
+    let d = server_upgrade();
+    let mut c = recorded(RECORD, "3.7.8");
     let mut pods = Pods::new("record");
+    assert_eq!(sync(&mut c, &d, &mut pods), Outcome::Succeeded);
+    (d, c, pods)
+}
+
+#[test]
+fn a_failed_migration_leaves_the_record_as_it_was() {
+    let d = server_upgrade();
+    let mut c = recorded(RECORD, "3.7.8");
+    let mut pods = Pods::new("record-fails");
     pods.fail_first = 5;
-    let out = c.sync(&d, &Operation::Full, true, &mut pods);
+    let out = sync(&mut c, &d, &mut pods);
     assert!(
-        matches!(out, Outcome::Failed(ref w) if w.contains("migrate")),
+        matches!(out, Outcome::Failed(ref w) if w.contains(MIGRATE)),
         "{out:?}"
     );
-    assert_eq!(record_of(&c, rec).as_deref(), Some("3.7.8"));
-    assert!(c.get("ConfigMap", backup).is_none());
+    assert_eq!(record_of(&c, RECORD).as_deref(), Some("3.7.8"));
+    assert!(c.get("ConfigMap", BACKUP).is_none(), "no backup");
     assert!(
         c.get("Deployment", "prefect-server").is_none(),
         "the API never rolled"
     );
-    std::fs::remove_file(pods.dir.join("fails")).unwrap();
-    // A successful one writes it, and its backup.
-    let out = c.sync(&d, &Operation::Full, true, &mut pods);
-    assert_eq!(out, Outcome::Succeeded);
-    assert_eq!(record_of(&c, rec).as_deref(), Some("3.8.3"));
-    assert_eq!(record_of(&c, backup).as_deref(), Some("3.8.3"));
-    // Argo CD Rollback (apply strategy) to an older revision, a selective sync and
-    // self-heal (a resource list) skip hooks: the record stays.
-    let older: Vec<Value> = d
-        .iter()
-        .map(|x| {
-            let mut x = x.clone();
-            if x["kind"] == "ConfigMap" && x["metadata"]["name"].as_str().unwrap().starts_with(rec)
-            {
-                x["data"]["release"] = "3.7.8".into();
-            }
-            x
-        })
-        .collect();
-    for op in [
-        Operation::Apply,
-        Operation::Resources(vec![
-            ("ConfigMap".into(), rec.into()),
-            ("Deployment".into(), "prefect-server".into()),
-        ]),
-    ] {
-        c.sync(&older, &op, true, &mut pods);
-        assert_eq!(record_of(&c, rec).as_deref(), Some("3.8.3"), "{op:?}");
+}
+
+#[test]
+fn a_successful_migration_writes_the_record_and_its_backup() {
+    let (_, c, _) = migrated();
+    let records = [record_of(&c, RECORD), record_of(&c, BACKUP)];
+    assert_eq!(records, [Some("3.8.3".into()), Some("3.8.3".into())]);
+}
+
+/// The same render with the record's documents saying 3.7.8: an older revision.
+fn older(d: &[Value]) -> Vec<Value> {
+    let mut older = d.to_vec();
+    for x in older.iter_mut().filter(|x| {
+        x["kind"] == "ConfigMap" && x["metadata"]["name"].as_str().unwrap().starts_with(RECORD)
+    }) {
+        x["data"]["release"] = "3.7.8".into();
     }
-    // Prune: a target without lockstep's documents does not delete the record (hooks are
-    // never prune tasks), nor does a cascade delete of the app.
+    older
+}
+
+/// An Argo CD Rollback to an older revision uses the apply strategy: no hooks run.
+#[test]
+fn an_argocd_rollback_keeps_the_record() {
+    let (d, mut c, mut pods) = migrated();
+    c.sync(&older(&d), &Operation::Apply, true, &mut pods);
+    assert_eq!(record_of(&c, RECORD).as_deref(), Some("3.8.3"));
+}
+
+/// A selective sync (and self-heal, which syncs a resource list) runs no hooks.
+#[test]
+fn a_selective_sync_keeps_the_record() {
+    let (d, mut c, mut pods) = migrated();
+    let op = Operation::Resources(vec![
+        k("ConfigMap", RECORD),
+        k("Deployment", "prefect-server"),
+    ]);
+    c.sync(&older(&d), &op, true, &mut pods);
+    assert_eq!(record_of(&c, RECORD).as_deref(), Some("3.8.3"));
+}
+
+/// A target without lockstep's documents does not delete the record: hooks are never prune
+/// tasks.
+#[test]
+fn a_prune_keeps_the_record() {
+    let (d, mut c, mut pods) = migrated();
     let bare: Vec<Value> = d
-        .iter()
+        .into_iter()
         .filter(|x| x["metadata"]["labels"]["app.kubernetes.io/managed-by"] != "lockstep")
-        .cloned()
         .collect();
-    c.sync(&bare, &Operation::Full, true, &mut pods);
-    assert_eq!(record_of(&c, rec).as_deref(), Some("3.8.3"), "prune");
+    sync(&mut c, &bare, &mut pods);
+    assert_eq!(record_of(&c, RECORD).as_deref(), Some("3.8.3"));
+}
+
+#[test]
+fn deleting_the_app_keeps_the_record_and_its_backup() {
+    let (_, mut c, _) = migrated();
     c.delete_app();
-    assert_eq!(record_of(&c, rec).as_deref(), Some("3.8.3"), "app deleted");
+    let records = [record_of(&c, RECORD), record_of(&c, BACKUP)];
+    assert_eq!(records, [Some("3.8.3".into()), Some("3.8.3".into())]);
+}
+
+/// The record is not part of the Helm release, so `helm uninstall` (deletes the manifest)
+/// never touches it.
+#[test]
+fn the_record_is_not_a_helm_release_resource() {
+    let resources = model::helm_release_resources(&server_upgrade());
+    let records: Vec<_> = resources
+        .iter()
+        .filter(|k| k.1.starts_with(RECORD))
+        .collect();
+    assert_eq!(records, Vec::<&model::Key>::new(), "{resources:?}");
+}
+
+/// `helm rollback` re-applies the old manifest and runs only rollback hooks; `helm
+/// uninstall` deletes the manifest: neither runs lockstep's hooks.
+#[test]
+fn helm_rollback_and_uninstall_run_no_lockstep_hook() {
+    let d = server_upgrade();
+    let steps = [HelmAction::Rollback, HelmAction::Uninstall].map(|a| model::helm_steps(&d, a));
     assert_eq!(
-        record_of(&c, backup).as_deref(),
-        Some("3.8.3"),
-        "app deleted"
+        steps,
+        [vec![HelmStep::Resources], vec![HelmStep::Resources]]
     );
-    // Helm: the record is not part of the release, so `helm uninstall` (deletes the
-    // manifest) and `helm rollback` (re-applies the old manifest, runs only rollback
-    // hooks) never touch it.
-    let resources = model::helm_release_resources(&d);
-    assert!(
-        !resources.iter().any(|k| k.1.starts_with(rec)),
-        "{resources:?}"
-    );
-    for action in [HelmAction::Rollback, HelmAction::Uninstall] {
-        assert_eq!(
-            model::helm_steps(&d, action),
-            vec![HelmStep::Resources],
-            "{action:?}"
-        );
-    }
-    // Both are written after every step, in the steps' phase and Helm event.
-    for action in [HelmAction::Install, HelmAction::Upgrade] {
-        let steps = model::helm_steps(&d, action);
-        let tail: Vec<&HelmStep> = steps
-            .iter()
-            .rev()
-            .filter(|s| **s != HelmStep::Resources)
-            .take(2)
+}
+
+/// Helm writes the record, then its backup, after every step, on install and upgrade.
+#[test]
+fn helm_writes_the_record_after_every_step() {
+    let d = server_upgrade();
+    let last_two = |a: HelmAction| -> Vec<HelmStep> {
+        let mut hooks: Vec<HelmStep> = model::helm_steps(&d, a)
+            .into_iter()
+            .filter(|s| *s != HelmStep::Resources)
             .collect();
-        assert_eq!(
-            tail,
-            [
-                &HelmStep::Hook(("ConfigMap".into(), backup.into())),
-                &HelmStep::Hook(("ConfigMap".into(), rec.into()))
-            ],
-            "{action:?}: {steps:?}"
-        );
-    }
+        hooks.split_off(hooks.len() - 2)
+    };
+    let want = vec![
+        HelmStep::Hook(k("ConfigMap", RECORD)),
+        HelmStep::Hook(k("ConfigMap", BACKUP)),
+    ];
+    assert_eq!(last_two(HelmAction::Install), want, "install");
+    assert_eq!(last_two(HelmAction::Upgrade), want, "upgrade");
 }
 
 // ---------------------------------------------------------------------------------------
@@ -557,134 +685,154 @@ const CLOUD: [&str; 7] = [
     "--from",
     "0.8.2",
 ];
+const CLOUD_RECORD: &str = "customer-managed-lockstep";
+const CLOUD_MIGRATIONS: &str = "prefect-cloud nebula database upgrade
+prefect-cloud orion database upgrade
+prefect-cloud events database upgrade
+";
 
 fn cloud(extra: &[&str]) -> Vec<Value> {
-    let mut args = CLOUD.to_vec();
-    args.extend(extra);
-    docs(&render(&args))
+    render(&[&CLOUD[..], extra].concat())
+}
+
+/// The cloud upgrade synced over a 0.8.2 record, and the app commands it ran.
+fn cloud_upgraded() -> (Cluster, Pods, String) {
+    let mut c = recorded(CLOUD_RECORD, "0.8.2");
+    let mut pods = Pods::new("once");
+    assert_eq!(sync(&mut c, &cloud(&[]), &mut pods), Outcome::Succeeded);
+    let log = pods.take_log();
+    (c, pods, log)
 }
 
 #[test]
-fn one_time_steps_run_once_per_database_and_a_no_op_sync_migrates_nothing() {
-    let d = cloud(&[]);
-    let mut c = Cluster::default();
-    seed_record(&mut c, "customer-managed-lockstep", "0.8.2", "old");
-    let mut pods = Pods::new("once");
+fn a_cloud_upgrade_runs_each_migration_then_the_one_time_step() {
+    let (_, _, log) = cloud_upgraded();
     assert_eq!(
-        c.sync(&d, &Operation::Full, true, &mut pods),
-        Outcome::Succeeded
+        log,
+        format!("{CLOUD_MIGRATIONS}prefect-cloud self-managed update-orion\n")
     );
-    let log = pods.take_log();
-    assert_eq!(
-        log.lines().collect::<Vec<_>>(),
-        [
-            "prefect-cloud nebula database upgrade",
-            "prefect-cloud orion database upgrade",
-            "prefect-cloud events database upgrade",
-            "prefect-cloud self-managed update-orion",
-        ],
-        "{log}"
-    );
-    let rec = c.get("ConfigMap", "customer-managed-lockstep").unwrap();
+}
+
+#[test]
+fn the_record_lists_the_one_time_step_done() {
+    let (c, _, _) = cloud_upgraded();
+    let rec = c.get("ConfigMap", CLOUD_RECORD).unwrap();
     assert_eq!(rec["data"]["one-time"], "update-orion");
-    // The lock still says 0.8.x (until the next bump): the same render syncs again after
-    // a values change, a manual sync, a retry. Nothing runs.
-    let d2 = cloud(&["--set", "orion.replicas=3"]);
-    for _ in 0..2 {
+}
+
+/// The lock still says 0.8.x (until the next bump): the same release syncs again after a
+/// values change, a manual sync, a retry. Nothing runs.
+#[test]
+fn syncing_the_recorded_release_again_runs_nothing() {
+    let (mut c, mut pods, _) = cloud_upgraded();
+    let d = cloud(&["--set", "orion.replicas=3"]);
+    for attempt in ["values change", "retry"] {
+        assert_eq!(sync(&mut c, &d, &mut pods), Outcome::Succeeded);
         assert_eq!(
-            c.sync(&d2, &Operation::Full, true, &mut pods),
-            Outcome::Succeeded
+            pods.take_log(),
+            "",
+            "{attempt}: no migration, no one-time step"
         );
-        assert_eq!(pods.take_log(), "", "no migration, no one-time step");
     }
-    // --force-migrations runs the migrations again; the one-time step still not.
+}
+
+#[test]
+fn force_migrations_reruns_the_migrations_but_not_the_one_time_step() {
+    let (mut c, mut pods, _) = cloud_upgraded();
     let forced = cloud(&["--force-migrations"]);
-    assert_eq!(
-        c.sync(&forced, &Operation::Full, true, &mut pods),
-        Outcome::Succeeded
-    );
-    let log = pods.take_log();
-    assert_eq!(log.lines().count(), 3, "{log}");
-    assert!(!log.contains("update-orion"), "{log}");
-    // A record of the same release with another image (a rebuilt tag, a digest pin)
-    // migrates.
-    c.objects
-        .get_mut(&(
-            "ConfigMap".to_owned(),
-            "customer-managed-lockstep".to_owned(),
-        ))
-        .unwrap()["data"]["image"] = "registry.example/other:1.2.0".into();
-    c.sync(&d, &Operation::Full, true, &mut pods);
-    assert_eq!(pods.take_log().lines().count(), 3);
+    assert_eq!(sync(&mut c, &forced, &mut pods), Outcome::Succeeded);
+    assert_eq!(pods.take_log(), CLOUD_MIGRATIONS);
+}
+
+/// A record of the same release with another image (a rebuilt tag, a digest pin) migrates.
+#[test]
+fn a_record_with_another_image_migrates_again() {
+    let (mut c, mut pods, _) = cloud_upgraded();
+    c.objects.get_mut(&k("ConfigMap", CLOUD_RECORD)).unwrap()["data"]["image"] =
+        "registry.example/other:1.2.0".into();
+    assert_eq!(sync(&mut c, &cloud(&[]), &mut pods), Outcome::Succeeded);
+    assert_eq!(pods.take_log(), CLOUD_MIGRATIONS);
 }
 
 // ---------------------------------------------------------------------------------------
 // Defect 6: a first install with a bundled database, with and without --wait.
 
+fn server_install() -> Vec<Value> {
+    render(&[SERVER, "--phase", "sync"])
+}
+
+/// Helm without --wait (Helm 4's default hookOnly waits for nothing but hooks): the
+/// post-install migration runs right after the objects are created, while the database
+/// starts.
 #[test]
-fn a_first_install_migration_waits_for_a_database_that_starts_slowly() {
-    let d = docs(&render(&[SERVER, "--phase", "sync"]));
-    // Helm without --wait (Helm 4's default hookOnly waits for nothing but hooks): the
-    // post-install migration runs right after the objects are created, while the
-    // database starts. It retries (bounded) until the database answers.
-    let steps = model::helm_steps(&d, HelmAction::Install);
-    let res = steps
-        .iter()
-        .position(|s| *s == HelmStep::Resources)
-        .unwrap();
-    let mig = steps
-        .iter()
-        .position(|s| matches!(s, HelmStep::Hook(k) if k.1 == "prefect-server-migrate-database"))
-        .unwrap();
-    assert!(res < mig, "{steps:?}");
-    let mut c = Cluster::default();
-    let mut pods = Pods::new("slow-db");
-    pods.fail_first = 4;
-    assert_eq!(
-        c.sync(&d, &Operation::Full, true, &mut pods),
-        Outcome::Succeeded
+fn helm_install_runs_the_migration_after_creating_the_database() {
+    let steps = model::helm_steps(&server_install(), HelmAction::Install);
+    let at = |s: &HelmStep| steps.iter().position(|x| x == s).unwrap();
+    let (res, mig) = (
+        at(&HelmStep::Resources),
+        at(&HelmStep::Hook(k("Job", MIGRATE))),
     );
+    assert!(res < mig, "{steps:?}");
+}
+
+/// The migration of a first install, run with `first_fails` refusals of the database;
+/// returns the outcome and the app commands run.
+fn first_install(first_fails: u32) -> (Outcome, usize) {
+    let mut c = Cluster::default();
+    let mut pods = Pods::new("first-install");
+    pods.fail_first = first_fails;
+    let out = sync(&mut c, &server_install(), &mut pods);
+    (out, pods.take_log().lines().count())
+}
+
+#[test]
+fn a_first_install_migration_retries_while_the_database_starts() {
     assert_eq!(
-        pods.take_log().lines().count(),
-        5,
+        first_install(4),
+        (Outcome::Succeeded, 5),
         "four refusals, then the migration"
     );
-    // Bounded: a database that never answers fails the Job (then its deadline applies).
-    let mig_job = d
-        .iter()
-        .find(|x| x["metadata"]["name"] == "prefect-server-migrate-database")
-        .unwrap();
-    let env = job_env_map(mig_job);
+}
+
+/// Bounded: a database that never answers fails the Job (then its deadline applies).
+#[test]
+fn a_first_install_migration_gives_up_after_its_attempts() {
+    let d = server_install();
+    let env = job_env_map(find(&d, "Job", MIGRATE).unwrap());
     let attempts: u32 = env["LOCKSTEP_FIRST_INSTALL_ATTEMPTS"].parse().unwrap();
     assert!((2..=100).contains(&attempts), "{attempts}");
-    let mut c = Cluster::default();
-    let mut pods = Pods::new("dead-db");
-    pods.fail_first = attempts;
-    assert!(matches!(
-        c.sync(&d, &Operation::Full, true, &mut pods),
-        Outcome::Failed(_)
-    ));
-    assert_eq!(pods.take_log().lines().count() as u32, attempts);
-    // On an upgrade (a record exists) a failing migration is not retried.
-    let mut c = Cluster::default();
-    seed_record(&mut c, "prefect-server-lockstep", "3.7.8", "old");
+    let (out, runs) = first_install(attempts);
+    assert!(
+        matches!(out, Outcome::Failed(ref w) if w.contains(MIGRATE)),
+        "{out:?}"
+    );
+    assert_eq!(runs, attempts as usize);
+}
+
+/// On an upgrade (a record exists) a failing migration is not retried.
+#[test]
+fn an_upgrade_migration_is_not_retried() {
+    let mut c = recorded(RECORD, "3.7.8");
     let mut pods = Pods::new("upgrade-fails");
     pods.fail_first = 1;
-    assert!(matches!(
-        c.sync(&d, &Operation::Full, true, &mut pods),
-        Outcome::Failed(_)
-    ));
+    let out = sync(&mut c, &server_install(), &mut pods);
+    assert!(
+        matches!(out, Outcome::Failed(ref w) if w.contains(MIGRATE)),
+        "{out:?}"
+    );
     assert_eq!(pods.take_log().lines().count(), 1);
-    // Argo CD (and Helm --wait) wait for the database before the migration's wave: a
-    // database that never gets ready holds the sync (StatefulSet health is never
-    // Degraded, gitops-engine health/health_statefulset.go), before any migration.
+}
+
+/// Argo CD (and Helm --wait) wait for the database before the migration's wave: a database
+/// that never gets ready holds the sync (StatefulSet health is never Degraded,
+/// gitops-engine health/health_statefulset.go), before any migration.
+#[test]
+fn argocd_waits_for_the_database_before_the_migration() {
     let mut c = Cluster::default();
     let mut pods = Pods::new("argo-db");
-    pods.health.insert(
-        ("StatefulSet".into(), "prefect-server-postgresql".into()),
-        Health::Progressing,
-    );
-    let out = c.sync(&d, &Operation::Full, true, &mut pods);
+    let db = k("StatefulSet", "prefect-server-postgresql");
+    pods.health.insert(db, Health::Progressing);
+    let out = sync(&mut c, &server_install(), &mut pods);
     assert!(
         matches!(out, Outcome::Hung(ref w) if w.contains("postgresql")),
         "{out:?}"
@@ -709,40 +857,69 @@ fn job_env_map(job: &Value) -> BTreeMap<String, String> {
 // ---------------------------------------------------------------------------------------
 // Defect 8.
 
-#[test]
-fn every_job_skips_istio_prints_its_logs_on_failure_and_presync_warns_about_live_objects() {
-    let d = cloud(&[]);
-    let jobs: Vec<&Value> = d
+/// `path` of every lockstep Job of the cloud upgrade, by Job name.
+fn lockstep_jobs(path: &[&str]) -> Vec<(String, String)> {
+    cloud(&[])
         .iter()
         .filter(|x| {
             x["kind"] == "Job"
                 && x["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "lockstep"
         })
-        .collect();
-    assert_eq!(jobs.len(), 5);
-    for j in jobs {
-        assert_eq!(
-            j["spec"]["template"]["metadata"]["annotations"]["sidecar.istio.io/inject"], "false",
-            "{:?}",
-            j["metadata"]["name"]
-        );
-        assert_eq!(
-            j["metadata"]["annotations"]["helm.sh/hook-output-log-policy"], "hook-failed",
-            "{:?}",
-            j["metadata"]["name"]
-        );
-    }
-    // The deployed release is known (--from) and the Jobs use a ServiceAccount of the
-    // render: presync says they read the live one.
-    let mut c = lockstep();
-    c.arg("render").args(CLOUD);
-    let o = c.output().unwrap();
-    ok(&o);
-    let err = stderr(&o);
-    assert!(
-        err.contains("presync phase: the migration Jobs read the live ServiceAccount/customer-managed-prefect-cloud"),
-        "{err}"
-    );
+        .map(|j| {
+            let v = path.iter().fold(j, |v, p| &v[*p]);
+            (
+                j["metadata"]["name"].as_str().unwrap().to_owned(),
+                format!("{v:?}"),
+            )
+        })
+        .collect()
+}
+
+/// The five Jobs of the cloud upgrade with `value` at the same path.
+fn each_cloud_job(value: &str) -> Vec<(String, String)> {
+    [
+        "lockstep-gate",
+        "migrate-nebula",
+        "migrate-orion",
+        "migrate-events",
+        "update-orion",
+    ]
+    .map(|j| {
+        (
+            format!("customer-managed-{j}"),
+            format!("{:?}", Value::from(value)),
+        )
+    })
+    .to_vec()
+}
+
+#[test]
+fn every_lockstep_job_skips_the_istio_sidecar() {
+    let ann = [
+        "spec",
+        "template",
+        "metadata",
+        "annotations",
+        "sidecar.istio.io/inject",
+    ];
+    assert_eq!(lockstep_jobs(&ann), each_cloud_job("false"));
+}
+
+#[test]
+fn every_lockstep_job_prints_its_logs_when_it_fails() {
+    let ann = ["metadata", "annotations", "helm.sh/hook-output-log-policy"];
+    assert_eq!(lockstep_jobs(&ann), each_cloud_job("hook-failed"));
+}
+
+/// The deployed release is known (--from) and the Jobs use a ServiceAccount of the render:
+/// presync says they read the live one.
+#[test]
+fn presync_says_the_jobs_read_the_live_service_account() {
+    Test::new()
+        .arg("render")
+        .args(CLOUD)
+        .stderr_contains("\nlockstep: presync phase: the migration Jobs read the live ServiceAccount/customer-managed-prefect-cloud of the deployed release, not this render's (PreSync and pre-upgrade hooks run before any of the release's objects is applied); a change to them in this render reaches the migrations on the next sync\n")
+        .run();
 }
 
 #[test]
@@ -756,7 +933,7 @@ fn emitted_streams_validate_strictly() {
         ),
     ] {
         let p = scratch("protocol-validate").join(name);
-        std::fs::write(&p, render(&args)).unwrap();
+        std::fs::write(&p, Test::new().arg("render").args(args).run().stdout).unwrap();
         files.push(p);
     }
     let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
