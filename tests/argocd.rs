@@ -1,10 +1,12 @@
 //! `lockstep argocd init|generate|parameters`, run the way argocd-cmp-server runs them
-//! (Argo CD's config management plugin contract: argocd-cmp-server): in the app directory of a fresh temporary copy
-//! of the repository (with or without `.git`), with a cleared environment holding only what
-//! the sidecar and Argo CD provide, and no network (a dead proxy).
+//! (Argo CD's config management plugin contract: argocd-cmp-server): in the app directory of
+//! a fresh temporary copy of the repository (with or without `.git`), with a cleared
+//! environment holding only what the sidecar and Argo CD provide, and no network (a dead
+//! proxy). One behaviour per test; precedence and refusal rules as tables.
 //!
-//! Fixtures: examples/apps/{prefect-server,prefect-cloud} as they are, and tests/data/argocd/
-//! (a probe chart that echoes what helm saw; see its README).
+//! Fixtures: examples/apps/{prefect-server,prefect-cloud} as they are, and tests/argocd/
+//! (a probe chart that echoes what helm saw, and the offline check of the install
+//! manifests; see its README).
 
 mod common;
 
@@ -12,12 +14,13 @@ use common::*;
 use serde_json::{json, Value as Json};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
 
 const SERVER: &str = "examples/apps/prefect-server";
 const CLOUD: &str = "examples/apps/prefect-cloud";
-const PROBE: &str = "tests/data/argocd/probe";
+const PROBE: &str = "tests/argocd/probe";
 
 /// Both group/version and group/version/Kind entries, as Argo CD sends them.
 const API_VERSIONS: &str = "v1,v1/ConfigMap,v1/Secret,v1/Service,apps/v1,apps/v1/Deployment,batch/v1,batch/v1/Job,\
@@ -38,7 +41,7 @@ struct Sandbox {
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 
 impl Sandbox {
-    /// A fresh copy of the files `git ls-files` lists (plus tests/data/argocd, which may be
+    /// A fresh copy of the files `git ls-files` lists (plus tests/argocd, which may be
     /// untracked while under review), with a `.git` directory when `git` is true.
     fn new(git: bool) -> Sandbox {
         let n = COUNTER.fetch_add(1, Ordering::SeqCst);
@@ -66,8 +69,8 @@ impl Sandbox {
         }
         assert!(copied > 50, "copied only {copied} files of the repository");
         copy_tree(
-            &common::repo().join("tests/data/argocd"),
-            &repo.join("tests/data/argocd"),
+            &common::repo().join("tests/argocd"),
+            &repo.join("tests/argocd"),
         );
         if git {
             std::fs::create_dir_all(repo.join(".git/refs/heads")).unwrap();
@@ -168,6 +171,46 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The sandbox (with `.git`) every test that only runs commands shares: one copy of the
+/// repository per test process instead of one per test. A test that writes to its sandbox
+/// (a file, a symlink, a removed helm) makes its own with [`Sandbox::new`].
+fn shared() -> &'static Sandbox {
+    static SB: OnceLock<Sandbox> = OnceLock::new();
+    SB.get_or_init(|| {
+        remove_stale_sandboxes();
+        Sandbox::new(true)
+    })
+}
+
+/// The same without `.git` (the operator excluded it).
+fn shared_no_git() -> &'static Sandbox {
+    static SB: OnceLock<Sandbox> = OnceLock::new();
+    SB.get_or_init(|| {
+        remove_stale_sandboxes();
+        Sandbox::new(false)
+    })
+}
+
+/// A shared sandbox is never dropped (statics are not): the next run removes the sandboxes of
+/// test processes that are gone.
+fn remove_stale_sandboxes() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("lockstep-argocd-")
+            .and_then(|r| r.split('-').next())
+        else {
+            continue;
+        };
+        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
     }
 }
 
@@ -299,37 +342,38 @@ impl Argo {
         self
     }
 
-    fn run(&self) -> Output {
-        let out = Command::new(env!("CARGO_BIN_EXE_lockstep"))
-            .args(["argocd", &self.sub])
-            .current_dir(&self.cwd)
+    /// The command as a [`Test`]: exactly this environment, in the app directory.
+    fn test(&self) -> Test {
+        let mut t = Test::new()
             .env_clear()
-            .envs(&self.env)
-            .output()
-            .expect("run lockstep");
-        if self.sub == "generate" && out.status.success() {
-            assert!(
-                !String::from_utf8_lossy(&out.stdout).trim().is_empty(),
-                "generate exited 0 with empty output (Argo CD would prune the whole app)"
-            );
+            .current_dir(&self.cwd)
+            .args(["argocd", &self.sub]);
+        for (k, v) in &self.env {
+            t = t.env(k, v);
         }
-        out
+        t
     }
 
     /// Success with manifests on stdout and nothing at all on stderr (recent cmp-server
-    /// versions append stderr to stdout).
+    /// versions append stderr to stdout); generate never succeeds empty (Argo CD would
+    /// prune the whole app).
     fn ok(&self) -> String {
-        let out = self.run();
-        let text = ok(&out);
-        assert!(
-            out.stderr.is_empty(),
-            "stderr must stay empty on success, got:\n{}",
-            stderr(&out)
-        );
-        text
+        let out = self.test().stderr("").run();
+        if self.sub == "generate" {
+            assert!(
+                !out.stdout.trim().is_empty(),
+                "generate exited 0 with empty output\n{}",
+                out.command
+            );
+        }
+        out.stdout
+    }
+
+    /// A refusal with exit `code` (nothing on stdout, the error on stderr); add checks.
+    fn refused(&self, code: i32) -> Test {
+        self.test().status(code)
     }
 }
-
 /// The stream without the leading `# lockstep:` note lines.
 fn strip_notes(s: &str) -> &str {
     let mut rest = s;
@@ -450,418 +494,547 @@ fn kube_flags() -> Vec<String> {
 
 /// `lockstep render ARGS` in `dir` (the CLI reads lockstep.yaml and lockstep.lock there).
 fn cli_render(dir: &Path, args: &[String]) -> String {
-    let out = lockstep()
+    Test::new()
+        .current_dir(dir)
         .arg("render")
         .args(args)
-        .current_dir(dir)
-        .output()
-        .unwrap();
-    ok(&out)
+        .run()
+        .stdout
 }
 
 // ---------------------------------------------------------------------------------------
-// generate
+// generate: the examples
 // ---------------------------------------------------------------------------------------
 
-/// Both examples, with and without `.git`, with the example Application's parameters and
-/// with none (`null`): the output is `lockstep render`'s, byte for byte, carries the
-/// migration Jobs with the API image, and passes strict schema validation.
+/// An example app's generate outputs and the `lockstep render` each must equal.
+struct ExampleRun {
+    release: String,
+    /// With .git, HELM_BIN set, the example Application's parameters and env.
+    with_params: String,
+    /// The CLI equivalent: lockstep.yaml supplies the values files (the Application repeats
+    /// them), the parameters become `flags`.
+    cli_with_params: String,
+    flags: Vec<String>,
+    /// Without .git (excluded by the operator), helm from PATH, no parameters (`null`).
+    no_params: String,
+    cli_no_params: String,
+}
+
+/// The example parameters as `lockstep render` flags.
+fn example_flags(app: &str, ex: &Example, cfg: &serde_yaml::Value) -> Vec<String> {
+    let mut flags = kube_flags();
+    for p in ex.params.as_array().unwrap() {
+        let s = || p["string"].as_str().unwrap();
+        match p["name"].as_str().unwrap() {
+            "values-files" => assert_eq!(
+                serde_json::to_value(&cfg["values"]).unwrap(),
+                p["array"],
+                "{app}: the equivalence assumes the Application's values-files are lockstep.yaml's"
+            ),
+            "helm-parameters" => {
+                for (k, v) in p["map"].as_object().unwrap() {
+                    flags.push(format!("--set={k}={}", v.as_str().unwrap()));
+                }
+            }
+            "release" => flags.push(format!("--release={}", s())),
+            "phase" => flags.push(format!("--phase={}", s())),
+            other => panic!("{app}: the example sets parameter {other}: extend this test"),
+        }
+    }
+    flags
+}
+
+fn run_example(app: &str) -> ExampleRun {
+    let ex = example(app);
+    let cfg_text = std::fs::read_to_string(common::repo().join(app).join("lockstep.yaml")).unwrap();
+    let cfg: serde_yaml::Value = serde_yaml::from_str(&cfg_text).unwrap();
+    let sb = Sandbox::new(true);
+    let mut cmd = sb
+        .argocd("generate", app)
+        .env("ARGOCD_APP_NAME", &ex.name)
+        .env("ARGOCD_APP_NAMESPACE", &ex.namespace)
+        .params(ex.params.clone());
+    for (k, v) in &ex.env {
+        cmd = cmd.env(k, v);
+    }
+    let flags = example_flags(app, &ex, &cfg);
+    let sb2 = Sandbox::new(false);
+    let no_params = sb2
+        .argocd("generate", app)
+        .without("HELM_BIN")
+        .env("ARGOCD_APP_NAMESPACE", &ex.namespace)
+        .ok();
+    // The CLI knows the repository only by its .git (it has no ARGOCD_APP_SOURCE_PATH).
+    std::fs::create_dir(sb2.path(".git")).unwrap();
+    ExampleRun {
+        release: cfg["release"].as_str().unwrap().to_owned(),
+        with_params: cmd.ok(),
+        cli_with_params: cli_render(&sb.path(app), &flags),
+        flags,
+        no_params,
+        cli_no_params: cli_render(&sb2.path(app), &kube_flags()),
+    }
+}
+
+fn server_run() -> &'static ExampleRun {
+    static RUN: OnceLock<ExampleRun> = OnceLock::new();
+    RUN.get_or_init(|| run_example(SERVER))
+}
+
+fn cloud_run() -> &'static ExampleRun {
+    static RUN: OnceLock<ExampleRun> = OnceLock::new();
+    RUN.get_or_init(|| run_example(CLOUD))
+}
+
+/// For each example app: generate equals `lockstep render`, byte for byte, with the example
+/// Application's parameters and with none; both streams carry the migration Jobs with the
+/// API image, the gate, and the record.
+macro_rules! example_tests {
+    ($($app:ident: $run:ident, $api:literal, $container:literal, $image:literal, $jobs:expr;)*) => {$(
+        mod $app {
+            use super::*;
+
+            #[test]
+            fn generate_with_the_example_parameters_equals_the_cli_render() {
+                let r = $run();
+                assert_ne!(notes(&r.with_params), Vec::<&str>::new(), "lockstep's notes lead");
+                assert_eq!(
+                    strip_notes(&r.with_params),
+                    r.cli_with_params,
+                    "generate differs from `lockstep render {}`",
+                    r.flags.join(" ")
+                );
+            }
+
+            #[test]
+            fn generate_without_parameters_equals_the_cli_render() {
+                let r = $run();
+                assert_eq!(strip_notes(&r.no_params), r.cli_no_params);
+            }
+
+            #[test]
+            fn the_api_runs_the_pinned_image() {
+                let r = $run();
+                for text in [&r.with_params, &r.no_params] {
+                    assert_eq!(image_of(&docs(text), "Deployment", $api, $container), $image);
+                }
+            }
+
+            #[test]
+            fn every_migration_job_runs_the_api_image() {
+                let r = $run();
+                for text in [&r.with_params, &r.no_params] {
+                    assert_eq!(job_images(&docs(text), &r.release, &$jobs), $jobs.map(|_| $image));
+                }
+            }
+
+            #[test]
+            fn the_gate_job_is_rendered() {
+                let r = $run();
+                for text in [&r.with_params, &r.no_params] {
+                    let gate = format!("{}-lockstep-gate", r.release);
+                    assert!(find(&docs(text), "Job", &gate).is_some(), "no Job {gate}");
+                }
+            }
+
+            #[test]
+            fn the_record_holds_the_api_image() {
+                let r = $run();
+                for text in [&r.with_params, &r.no_params] {
+                    let rec = format!("{}-lockstep", r.release);
+                    assert_eq!(data(&docs(text), "ConfigMap", &rec, "image"), $image);
+                }
+            }
+        }
+    )*};
+}
+
+/// The image of each container of the Jobs `<release>-<job>`, one per Job.
+fn job_images<const N: usize>(
+    d: &[serde_yaml::Value],
+    release: &str,
+    jobs: &[&str; N],
+) -> [String; N] {
+    jobs.map(|j| {
+        let name = format!("{release}-{j}");
+        let job = find(d, "Job", &name).unwrap_or_else(|| panic!("no Job {name}"));
+        let images: Vec<&str> = containers(job)
+            .iter()
+            .map(|c| c["image"].as_str().unwrap())
+            .collect();
+        assert_eq!(images.len(), 1, "{name}: {images:?}");
+        images[0].to_owned()
+    })
+}
+
+example_tests! {
+    server_example: server_run, "prefect-server", "prefect-server",
+        "prefecthq/prefect:3.8.3-python3.11", ["migrate-database"];
+    cloud_example: cloud_run, "customer-managed-orion", "orion",
+        "registry.acme-corp.internal/mirror/prefect/customer-managed/server:2026.0115.100000",
+        ["migrate-nebula", "migrate-orion", "migrate-events", "update-orion"];
+}
+
+/// Every distinct stream of both examples passes strict schema validation (one validator
+/// run: it is the slow part).
 #[test]
-fn generate_examples_equal_the_cli_render_and_validate() {
-    let scratch = scratch("argocd-generate");
-    let (mut files, mut streams) = (Vec::new(), Vec::new());
-    for (app, api, container, image, jobs) in [
-        (
-            SERVER,
-            "prefect-server",
-            "prefect-server",
-            "prefecthq/prefect:3.8.3-python3.11",
-            &["migrate-database"][..],
-        ),
-        (
-            CLOUD,
-            "customer-managed-orion",
-            "orion",
-            "registry.acme-corp.internal/mirror/prefect/customer-managed/server:2026.0115.100000",
-            &[
-                "migrate-nebula",
-                "migrate-orion",
-                "migrate-events",
-                "update-orion",
-            ][..],
-        ),
-    ] {
-        let ex = example(app);
-        let cfg: serde_yaml::Value = serde_yaml::from_str(
-            &std::fs::read_to_string(common::repo().join(app).join("lockstep.yaml")).unwrap(),
-        )
-        .unwrap();
-        let release = cfg["release"].as_str().unwrap().to_owned();
-
-        // 1. With .git, HELM_BIN set, the example Application's parameters and env.
-        let sb = Sandbox::new(true);
-        let mut cmd = sb
-            .argocd("generate", app)
-            .env("ARGOCD_APP_NAME", &ex.name)
-            .env("ARGOCD_APP_NAMESPACE", &ex.namespace)
-            .params(ex.params.clone());
-        for (k, v) in &ex.env {
-            cmd = cmd.env(k, v);
-        }
-        let with_params = cmd.ok();
-        // The CLI equivalent: lockstep.yaml supplies the values files (the Application
-        // repeats them), the parameters become flags.
-        let mut flags = kube_flags();
-        for p in ex.params.as_array().unwrap() {
-            match p["name"].as_str().unwrap() {
-                "values-files" => assert_eq!(
-                    serde_json::to_value(&cfg["values"]).unwrap(),
-                    p["array"],
-                    "{app}: the equivalence below assumes the Application's values-files are lockstep.yaml's"
-                ),
-                "helm-parameters" => {
-                    for (k, v) in p["map"].as_object().unwrap() {
-                        flags.push(format!("--set={k}={}", v.as_str().unwrap()));
-                    }
-                }
-                "release" => flags.push(format!("--release={}", p["string"].as_str().unwrap())),
-                "phase" => flags.push(format!("--phase={}", p["string"].as_str().unwrap())),
-                other => panic!("{app}: the example sets parameter {other}: extend this test"),
-            }
-        }
-        let cli = cli_render(&sb.path(app), &flags);
-        assert!(
-            !notes(&with_params).is_empty(),
-            "{app}: expected lockstep's notes as leading comments"
-        );
-        assert_eq!(
-            strip_notes(&with_params),
-            cli,
-            "{app}: generate (example parameters) differs from `lockstep render {}`",
-            flags.join(" ")
-        );
-
-        // 2. Without .git (excluded by the operator), helm from PATH, no parameters (`null`).
-        let sb2 = Sandbox::new(false);
-        let no_params = sb2
-            .argocd("generate", app)
-            .without("HELM_BIN")
-            .env("ARGOCD_APP_NAMESPACE", &ex.namespace)
-            .ok();
-        // The CLI knows the repository only by its .git (it has no ARGOCD_APP_SOURCE_PATH).
-        std::fs::create_dir(sb2.path(".git")).unwrap();
-        let cli = cli_render(&sb2.path(app), &kube_flags());
-        assert_eq!(
-            strip_notes(&no_params),
-            cli,
-            "{app}: generate (no parameters) differs from `lockstep render`"
-        );
-
-        for (label, text) in [("params", &with_params), ("null", &no_params)] {
-            let d = docs(text);
-            assert_eq!(
-                image_of(&d, "Deployment", api, container),
-                image,
-                "{app}: API image"
-            );
-            for j in jobs {
-                let name = format!("{release}-{j}");
-                let job = find(&d, "Job", &name)
-                    .unwrap_or_else(|| panic!("{app} ({label}): no Job {name}"));
-                for c in containers(job) {
-                    assert_eq!(
-                        c["image"].as_str(),
-                        Some(image),
-                        "{app}: Job {name} runs another image than the API"
-                    );
-                }
-            }
-            assert!(
-                find(&d, "Job", &format!("{release}-lockstep-gate")).is_some(),
-                "{app}: no gate Job"
-            );
-            assert_eq!(
-                data(&d, "ConfigMap", &format!("{release}-lockstep"), "image"),
-                image
-            );
-            // Validation is the slow part: each distinct stream once.
-            if !streams.contains(&strip_notes(text).to_owned()) {
-                streams.push(strip_notes(text).to_owned());
-                let f = scratch.join(format!("{}-{label}.yaml", app.rsplit('/').next().unwrap()));
-                std::fs::write(&f, text).unwrap();
-                files.push(f);
+fn the_example_streams_validate() {
+    let dir = scratch("argocd-generate");
+    let mut streams: Vec<(String, &str)> = Vec::new();
+    for (app, r) in [("server", server_run()), ("cloud", cloud_run())] {
+        for (label, text) in [("params", &r.with_params), ("null", &r.no_params)] {
+            if !streams
+                .iter()
+                .any(|(_, s)| strip_notes(s) == strip_notes(text))
+            {
+                streams.push((format!("{app}-{label}.yaml"), text));
             }
         }
     }
+    let files: Vec<PathBuf> = streams
+        .iter()
+        .map(|(name, text)| {
+            let f = dir.join(name);
+            std::fs::write(&f, text).unwrap();
+            f
+        })
+        .collect();
     validate(&files.iter().map(PathBuf::as_path).collect::<Vec<_>>());
 }
 
-/// Each KUBE_API_VERSIONS entry reaches helm as its own --api-versions (group/version and
-/// group/version/Kind), KUBE_VERSION as --kube-version; empty values are tolerated. The
-/// render gets Go's collector settings from lockstep, or the sidecar's own when it sets them.
-#[test]
-fn generate_passes_the_cluster_capabilities_to_helm() {
+// ---------------------------------------------------------------------------------------
+// generate: what reaches helm
+// ---------------------------------------------------------------------------------------
+
+const PROBE_CM: &str = "probe-probe";
+
+/// The probe rendered through a helm that records its argv and Go's collector settings,
+/// then runs the real one; the stream and the `helm template` call's lines (each argument,
+/// then `env GOGC=.. GOMEMLIMIT=..`).
+fn logged_probe(env: &[(&str, &str)]) -> (Vec<serde_yaml::Value>, Vec<String>) {
     let sb = Sandbox::new(true);
-    // A helm that records its argv and Go's collector settings, then runs the real one.
     let log = sb.dir.join("helm-argv.log");
     let wrapper = sb.dir.join("bin/helm-logging");
-    std::fs::write(
-        &wrapper,
-        format!(
-            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> '{0}'; done\nprintf 'env GOGC=%s GOMEMLIMIT=%s\\n' \"${{GOGC-unset}}\" \"${{GOMEMLIMIT-unset}}\" >> '{0}'\necho '==end==' >> '{0}'\nexec '{1}' \"$@\"\n",
-            log.display(),
-            tool("helm4").display()
-        ),
-    )
-    .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(&wrapper, std::fs::Permissions::from_mode(0o755)).unwrap();
-
-    let apis = "apps/v1,monitoring.coreos.com/v1,monitoring.coreos.com/v1/ServiceMonitor,v1";
-    let out = sb
-        .argocd("generate", PROBE)
-        .env("HELM_BIN", wrapper.to_str().unwrap())
-        .env("KUBE_VERSION", "1.31.2")
-        .env("KUBE_API_VERSIONS", apis)
-        .ok();
-    let d = docs(&out);
-    let cm = "probe-probe";
-    assert_eq!(data(&d, "ConfigMap", cm, "monitoringV1"), "true");
-    assert_eq!(data(&d, "ConfigMap", cm, "serviceMonitor"), "true");
-    assert_eq!(data(&d, "ConfigMap", cm, "unknownGroup"), "false");
-    assert_eq!(data(&d, "ConfigMap", cm, "kubeVersion"), "v1.31.2");
-    assert_eq!(
-        data(&d, "ConfigMap", cm, "namespace"),
-        "argo-dest",
-        "ARGOCD_APP_NAMESPACE is the release namespace"
+    let script = format!(
+        "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> '{0}'; done\nprintf 'env GOGC=%s GOMEMLIMIT=%s\\n' \"${{GOGC-unset}}\" \"${{GOMEMLIMIT-unset}}\" >> '{0}'\necho '==end==' >> '{0}'\nexec '{1}' \"$@\"\n",
+        log.display(),
+        tool("helm4").display()
     );
-
-    let argv = std::fs::read_to_string(&log).unwrap();
-    let template: Vec<&str> = argv
+    write_script(&wrapper, &script);
+    let mut cmd = sb
+        .argocd("generate", PROBE)
+        .env("HELM_BIN", wrapper.to_str().unwrap());
+    for (k, v) in env {
+        cmd = cmd.env(k, v);
+    }
+    let d = docs(&cmd.ok());
+    let calls = std::fs::read_to_string(&log).unwrap();
+    let template = calls
         .split("==end==\n")
-        .map(|call| call.lines().collect::<Vec<_>>())
-        .find(|call| call.first() == Some(&"template"))
-        .expect("a helm template call")
-        .clone();
-    let given: Vec<&str> = template
+        .find(|call| call.starts_with("template\n"))
+        .expect("a helm template call");
+    (d, template.lines().map(str::to_owned).collect())
+}
+
+const PROBE_APIS: &str =
+    "apps/v1,monitoring.coreos.com/v1,monitoring.coreos.com/v1/ServiceMonitor,v1";
+
+/// The probe with KUBE_VERSION 1.31.2 and [`PROBE_APIS`].
+fn probe_with_capabilities() -> &'static (Vec<serde_yaml::Value>, Vec<String>) {
+    static RUN: OnceLock<(Vec<serde_yaml::Value>, Vec<String>)> = OnceLock::new();
+    RUN.get_or_init(|| {
+        logged_probe(&[
+            ("KUBE_VERSION", "1.31.2"),
+            ("KUBE_API_VERSIONS", PROBE_APIS),
+        ])
+    })
+}
+
+/// Each KUBE_API_VERSIONS entry reaches helm as its own --api-versions, in order.
+#[test]
+fn each_api_version_reaches_helm_as_its_own_flag() {
+    let (_, argv) = probe_with_capabilities();
+    let given: Vec<&str> = argv
         .iter()
         .filter_map(|a| a.strip_prefix("--api-versions="))
         .collect();
     assert_eq!(
         given,
-        apis.split(',').collect::<Vec<_>>(),
-        "one --api-versions per entry, in order; argv: {template:?}"
+        PROBE_APIS.split(',').collect::<Vec<_>>(),
+        "argv: {argv:?}"
     );
-    assert!(
-        template.contains(&"--kube-version=1.31.2"),
-        "argv: {template:?}"
-    );
-    // The render runs with Go's collector held back (src/helm.rs go_gc_env)...
-    assert_eq!(
-        template.last(),
-        Some(&"env GOGC=off GOMEMLIMIT=128MiB"),
-        "argv: {template:?}"
-    );
-    // ...unless the sidecar sets either variable: then helm gets it untouched.
-    std::fs::remove_file(&log).unwrap();
-    sb.argocd("generate", PROBE)
-        .env("HELM_BIN", wrapper.to_str().unwrap())
-        .env("GOGC", "200")
-        .ok();
-    let calls = std::fs::read_to_string(&log).unwrap();
-    let template_env = calls
-        .split("==end==\n")
-        .find(|call| call.starts_with("template\n"))
-        .and_then(|call| call.lines().last())
-        .expect("a helm template call");
-    assert_eq!(template_env, "env GOGC=200 GOMEMLIMIT=unset");
-
-    // Argo CD may send both empty (cluster info not known yet).
-    let out = sb
-        .argocd("generate", PROBE)
-        .env("KUBE_VERSION", "")
-        .env("KUBE_API_VERSIONS", "")
-        .ok();
-    let d = docs(&out);
-    assert_eq!(data(&d, "ConfigMap", cm, "monitoringV1"), "false");
-    assert_ne!(data(&d, "ConfigMap", cm, "kubeVersion"), "v1.31.2");
 }
 
-/// helm comes from PATH when HELM_BIN is unset; no helm at all is an error, not an empty success.
+/// The chart sees a group/version and a group/version/Kind entry, and not a group it was
+/// not given.
 #[test]
-fn generate_finds_helm_on_path_or_fails() {
-    let sb = Sandbox::new(true);
+fn the_chart_sees_the_api_versions() {
+    let (d, _) = probe_with_capabilities();
+    let seen = ["monitoringV1", "serviceMonitor", "unknownGroup"]
+        .map(|k| data(d, "ConfigMap", PROBE_CM, k));
+    assert_eq!(seen, ["true", "true", "false"]);
+}
+
+#[test]
+fn kube_version_reaches_helm() {
+    let (d, argv) = probe_with_capabilities();
+    assert!(
+        argv.contains(&"--kube-version=1.31.2".to_owned()),
+        "argv: {argv:?}"
+    );
+    assert_eq!(data(d, "ConfigMap", PROBE_CM, "kubeVersion"), "v1.31.2");
+}
+
+#[test]
+fn the_application_namespace_is_the_release_namespace() {
+    let (d, _) = probe_with_capabilities();
+    assert_eq!(data(d, "ConfigMap", PROBE_CM, "namespace"), "argo-dest");
+}
+
+/// The render runs with Go's collector held back (src/helm.rs go_gc_env)...
+#[test]
+fn helm_runs_with_the_go_collector_held_back() {
+    let (_, argv) = probe_with_capabilities();
+    assert_eq!(
+        argv.last().map(String::as_str),
+        Some("env GOGC=off GOMEMLIMIT=128MiB")
+    );
+}
+
+/// ...unless the sidecar sets either variable: then helm gets it untouched.
+#[test]
+fn a_go_collector_setting_of_the_sidecar_reaches_helm_untouched() {
+    let (_, argv) = logged_probe(&[("GOGC", "200")]);
+    assert_eq!(
+        argv.last().map(String::as_str),
+        Some("env GOGC=200 GOMEMLIMIT=unset")
+    );
+}
+
+/// Argo CD may send both empty (cluster info not known yet).
+#[test]
+fn empty_cluster_capabilities_are_tolerated() {
+    let (d, _) = logged_probe(&[("KUBE_VERSION", ""), ("KUBE_API_VERSIONS", "")]);
+    assert_eq!(data(&d, "ConfigMap", PROBE_CM, "monitoringV1"), "false");
+    assert_ne!(data(&d, "ConfigMap", PROBE_CM, "kubeVersion"), "v1.31.2");
+}
+
+/// helm comes from PATH when HELM_BIN is unset.
+#[test]
+fn generate_finds_helm_on_path() {
+    let sb = shared();
     let text = sb.argocd("generate", PROBE).without("HELM_BIN").ok();
     assert!(find(&docs(&text), "ConfigMap", "probe-lockstep").is_some());
+}
+
+/// No helm at all is an error, not an empty success.
+#[test]
+fn generate_without_helm_fails() {
+    let sb = Sandbox::new(true);
     std::fs::remove_file(sb.dir.join("bin/helm")).unwrap();
-    let e = fails(&sb.argocd("generate", PROBE).without("HELM_BIN").run(), 1);
-    assert!(e.contains("helm was not found"), "{e}");
+    sb.argocd("generate", PROBE)
+        .without("HELM_BIN")
+        .refused(1)
+        .stderr_contains("helm was not found")
+        .run();
 }
 
 /// A render that yields no object fails: exit 0 with nothing would prune the whole app.
 #[test]
 fn generate_never_succeeds_empty() {
-    let sb = Sandbox::new(true);
-    let out = sb
-        .argocd("generate", PROBE)
+    let sb = shared();
+    sb.argocd("generate", PROBE)
         .params(json!([{"name": "helm-parameters", "map": {"enabled": "false"}}]))
+        .refused(1)
+        .stderr("lockstep: error: the output of `helm template` is not a manifest stream lockstep can read: check that HELM_BIN is helm and that the chart renders Kubernetes objects: the manifest stream is empty: there is no Kubernetes object in it. Check that the chart renders something (`helm template`), and that the input is the rendered stream\n")
         .run();
-    let e = fails(&out, 1);
-    assert!(e.contains("empty") || e.contains("no manifests"), "{e}");
 }
 
-/// A skip is refused with the gate's path, from the `from` parameter, from ARGOCD_ENV, and
-/// from an edited lockstep.lock; `from` outranks lockstep.lock.
+// ---------------------------------------------------------------------------------------
+// generate: refusals and precedence
+// ---------------------------------------------------------------------------------------
+
+fn from(v: &str) -> Json {
+    json!([{"name": "from", "string": v}])
+}
+
+/// Sets the deployed release of `app`'s lockstep.lock to `deployed`: moved back to a release
+/// the target cannot follow.
+fn edit_lock(sb: &Sandbox, app: &str, deployed: &str) {
+    let lock = format!("{app}/lockstep.lock");
+    let text = sb.read(&lock);
+    assert!(text.contains("version: "), "{lock}: {text}");
+    let edited: String = text
+        .lines()
+        .map(|l| match l.trim_start().starts_with("version:") {
+            true => format!("  version: {deployed}\n"),
+            false => format!("{l}\n"),
+        })
+        .collect();
+    sb.write(&lock, &edited);
+}
+
+/// A skip is refused (exit 3) with the gate's path, from the `from` parameter, from
+/// ARGOCD_ENV_LOCKSTEP_FROM, and from an edited lockstep.lock.
+macro_rules! skip_cases {
+    (in $make:expr; $($name:ident: |$sb:ident| $cmd:expr => $path:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            let $sb: &Sandbox = &$make;
+            let cmd: Argo = $cmd;
+            cmd.refused(3)
+                .stderr_contains("refusing to upgrade")
+                .stderr_contains(concat!("\n  path: ", $path, "\n"))
+                .run();
+        }
+    )*};
+}
+
+skip_cases! { in shared();
+    skip_from_the_parameter_is_refused_server:
+        |sb| sb.argocd("generate", SERVER).params(from("3.5.0"))
+        => "3.5.0 → 3.6.x → 3.7.x → 3.8.x",
+    skip_from_the_parameter_is_refused_cloud:
+        |sb| sb.argocd("generate", CLOUD).params(from("0.7.0"))
+        => "0.7.0 → 0.8.x → 1.2.x",
+    skip_from_the_env_is_refused_server:
+        |sb| sb.argocd("generate", SERVER).env("ARGOCD_ENV_LOCKSTEP_FROM", "3.5.0")
+        => "3.5.0 → 3.6.x → 3.7.x → 3.8.x",
+    skip_from_the_env_is_refused_cloud:
+        |sb| sb.argocd("generate", CLOUD).env("ARGOCD_ENV_LOCKSTEP_FROM", "0.7.0")
+        => "0.7.0 → 0.8.x → 1.2.x",
+}
+
+skip_cases! { in Sandbox::new(true);
+    skip_from_the_lock_file_is_refused_server:
+        |sb| { edit_lock(sb, SERVER, "3.6.1"); sb.argocd("generate", SERVER) }
+        => "3.6.1 → 3.7.x → 3.8.x",
+    skip_from_the_lock_file_is_refused_cloud:
+        |sb| { edit_lock(sb, CLOUD, "0.6.1"); sb.argocd("generate", CLOUD) }
+        => "0.6.1 → 0.7.x → 0.8.x → 1.2.x",
+}
+
+/// The `from` parameter outranks lockstep.lock.
 #[test]
-fn skips_are_refused() {
+fn the_from_parameter_outranks_the_lock_file() {
     let sb = Sandbox::new(true);
-    let from = |v: &str| json!([{"name": "from", "string": v}]);
-    let cases = [
-        (SERVER, "3.5.0", "path: 3.5.0 → 3.6.x → 3.7.x → 3.8.x"),
-        (CLOUD, "0.7.0", "path: 0.7.0 → 0.8.x → 1.2.x"),
-    ];
-    for (app, skip, path) in cases {
-        let e = fails(&sb.argocd("generate", app).params(from(skip)).run(), 3);
-        assert!(
-            e.contains(path) && e.contains("refusing to upgrade"),
-            "{app}: {e}"
-        );
-        let e = fails(
-            &sb.argocd("generate", app)
-                .env("ARGOCD_ENV_LOCKSTEP_FROM", skip)
-                .run(),
-            3,
-        );
-        assert!(e.contains(path), "{app} (env): {e}");
-    }
-    // lockstep.lock moved back to a release the target cannot follow.
-    for (app, deployed, path) in [
-        (SERVER, "3.6.1", "path: 3.6.1 → 3.7.x → 3.8.x"),
-        (CLOUD, "0.6.1", "path: 0.6.1 → 0.7.x → 0.8.x → 1.2.x"),
-    ] {
-        let lock = format!("{app}/lockstep.lock");
-        let text = sb.read(&lock);
-        assert!(text.contains("version: "), "{lock}: {text}");
-        let edited: String = text
-            .lines()
-            .map(|l| {
-                if l.trim_start().starts_with("version:") {
-                    format!("  version: {deployed}\n")
-                } else {
-                    format!("{l}\n")
-                }
-            })
-            .collect();
-        sb.write(&lock, &edited);
-        let e = fails(&sb.argocd("generate", app).run(), 3);
-        assert!(e.contains(path), "{app} (lockstep.lock {deployed}): {e}");
-    }
-    // The parameter outranks the lock file.
+    edit_lock(&sb, SERVER, "3.6.1");
     let text = sb.argocd("generate", SERVER).params(from("3.8.0")).ok();
+    let d = docs(&text);
     assert_eq!(
-        data(
-            &docs(&text),
-            "ConfigMap",
-            "prefect-server-lockstep",
-            "release"
-        ),
+        data(&d, "ConfigMap", "prefect-server-lockstep", "release"),
         "3.8.3"
     );
 }
 
-/// Paths from parameters, env or lockstep.yaml that leave the repository are refused before
-/// anything is read; a path that climbs out and back in is fine.
-#[test]
-fn paths_outside_the_repository_are_refused() {
+/// A sandbox with files beside (not in) the repository and symlinks to them from the
+/// prefect-server app directory: `hostname.yaml` to /etc/hostname, `linked/` to outside/.
+fn sandbox_with_outside_files() -> Sandbox {
     let sb = Sandbox::new(true);
     let app = sb.path(SERVER);
     let outside = sb.dir.join("outside");
     std::fs::write(outside.join("values.yaml"), "server: {replicaCount: 7}\n").unwrap();
     std::fs::write(outside.join("profile.yaml"), "name: evil\n").unwrap();
-    std::os::unix::fs::symlink("/etc/hostname", app.join("hostname.yaml")).unwrap();
-    std::os::unix::fs::symlink(&outside, app.join("linked")).unwrap();
     assert!(
         Path::new("/etc/hostname").exists(),
         "the symlink case needs /etc/hostname"
     );
+    std::os::unix::fs::symlink("/etc/hostname", app.join("hostname.yaml")).unwrap();
+    std::os::unix::fs::symlink(&outside, app.join("linked")).unwrap();
+    sb
+}
 
-    let values =
-        |v: &str| json!([{"name": "values-files", "array": ["values-production.yaml", v]}]);
-    let profile = |v: &str| json!([{"name": "profile", "string": v}]);
-    let refused = [
-        (
-            "values-files ../../../../etc/passwd",
-            sb.argocd("generate", SERVER)
-                .params(values("../../../../etc/passwd")),
-        ),
-        (
-            "values-files absolute",
-            sb.argocd("generate", SERVER).params(values("/etc/passwd")),
-        ),
-        (
-            "values-files symlink to /etc/hostname",
-            sb.argocd("generate", SERVER)
-                .params(values("hostname.yaml")),
-        ),
-        (
-            "values-files through a symlinked directory",
-            sb.argocd("generate", SERVER)
-                .params(values("linked/values.yaml")),
-        ),
-        (
-            "profile ../..",
-            sb.argocd("generate", SERVER)
-                .params(profile("../../../../outside/profile.yaml")),
-        ),
-        (
-            "profile absolute",
-            sb.argocd("generate", SERVER)
-                .params(profile(outside.join("profile.yaml").to_str().unwrap())),
-        ),
-        (
-            "profile through a symlink",
-            sb.argocd("generate", SERVER)
-                .params(profile("linked/profile.yaml")),
-        ),
-        (
-            "env values files",
-            sb.argocd("generate", SERVER)
-                .env("ARGOCD_ENV_LOCKSTEP_VALUES_FILES", "/etc/passwd"),
-        ),
-        (
-            "env profile",
-            sb.argocd("generate", SERVER).env(
-                "ARGOCD_ENV_LOCKSTEP_PROFILE",
-                "../../../../outside/profile.yaml",
-            ),
-        ),
-        (
-            "init",
-            sb.argocd("init", SERVER)
-                .params(values("../../../../etc/passwd")),
-        ),
-    ];
-    for (what, cmd) in refused {
-        let e = fails(&cmd.run(), 1);
-        assert!(e.contains("repository"), "{what}: {e}");
+/// The sandbox with outside files that the refusal cases share (they only run commands).
+fn outside_sandbox() -> &'static Sandbox {
+    static SB: OnceLock<Sandbox> = OnceLock::new();
+    SB.get_or_init(sandbox_with_outside_files)
+}
+
+fn values(v: &str) -> Json {
+    json!([{"name": "values-files", "array": ["values-production.yaml", v]}])
+}
+
+fn profile(v: &str) -> Json {
+    json!([{"name": "profile", "string": v}])
+}
+
+/// Paths from parameters, env or lockstep.yaml that leave the repository are refused before
+/// anything is read (exit 1, naming the repository).
+macro_rules! outside_cases {
+    ($($name:ident: |$sb:ident| $cmd:expr => $error:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            let $sb = outside_sandbox();
+            let cmd: Argo = $cmd;
+            cmd.refused(1).stderr_contains($error).run();
+        }
+    )*};
+}
+
+outside_cases! {
+    values_file_climbing_out_is_refused:
+        |sb| sb.argocd("generate", SERVER).params(values("../../../../etc/passwd"))
+        => "lockstep: error: values file \"../../../../etc/passwd\" leaves the repository ",
+    values_file_absolute_is_refused:
+        |sb| sb.argocd("generate", SERVER).params(values("/etc/passwd"))
+        => "lockstep: error: values file \"/etc/passwd\" is an absolute path: paths must be relative to the app directory and stay inside the repository\n",
+    values_file_symlinked_out_is_refused:
+        |sb| sb.argocd("generate", SERVER).params(values("hostname.yaml"))
+        => "lockstep: error: values file \"hostname.yaml\" resolves outside the repository (/etc/hostname): values files and charts must stay inside the repository\n",
+    values_file_through_a_symlinked_directory_is_refused:
+        |sb| sb.argocd("generate", SERVER).params(values("linked/values.yaml"))
+        => "lockstep: error: values file \"linked/values.yaml\" resolves outside the repository (",
+    profile_climbing_out_is_refused:
+        |sb| sb.argocd("generate", SERVER).params(profile("../../../../outside/profile.yaml"))
+        => "lockstep: error: profile file \"../../../../outside/profile.yaml\" leaves the repository ",
+    profile_absolute_is_refused: |sb| {
+        let p = sb.dir.join("outside/profile.yaml");
+        sb.argocd("generate", SERVER).params(profile(p.to_str().unwrap()))
     }
-    // lockstep.yaml's own chart path.
-    let cfg = sb.read(&format!("{SERVER}/lockstep.yaml"));
-    sb.write(
-        &format!("{SERVER}/lockstep.yaml"),
-        &cfg.replace(
-            "chart: ../../charts/prefect-server",
-            "chart: ../../../../outside",
-        ),
-    );
-    let e = fails(&sb.argocd("generate", SERVER).run(), 1);
-    assert!(e.contains("repository") && e.contains("chart"), "{e}");
-    sb.write(&format!("{SERVER}/lockstep.yaml"), &cfg);
+        => "/outside/profile.yaml\" is an absolute path: paths must be relative to the app directory and stay inside the repository\n",
+    profile_through_a_symlinked_directory_is_refused:
+        |sb| sb.argocd("generate", SERVER).params(profile("linked/profile.yaml"))
+        => "lockstep: error: profile file \"linked/profile.yaml\" resolves outside the repository (",
+    values_files_from_the_env_outside_are_refused:
+        |sb| sb.argocd("generate", SERVER).env("ARGOCD_ENV_LOCKSTEP_VALUES_FILES", "/etc/passwd")
+        => "lockstep: error: values file \"/etc/passwd\" is an absolute path: paths must be relative to the app directory and stay inside the repository\n",
+    profile_from_the_env_outside_is_refused:
+        |sb| sb.argocd("generate", SERVER).env("ARGOCD_ENV_LOCKSTEP_PROFILE", "../../../../outside/profile.yaml")
+        => "lockstep: error: profile file \"../../../../outside/profile.yaml\" leaves the repository ",
+    init_with_a_values_file_outside_is_refused:
+        |sb| sb.argocd("init", SERVER).params(values("../../../../etc/passwd"))
+        => "lockstep: error: values file \"../../../../etc/passwd\" leaves the repository ",
+}
 
-    // Out of the app directory and back in, inside the repository: accepted and applied.
+/// lockstep.yaml's own chart path.
+#[test]
+fn a_chart_path_outside_in_lockstep_yaml_is_refused() {
+    let sb = sandbox_with_outside_files();
+    let cfg = format!("{SERVER}/lockstep.yaml");
+    let text = sb.read(&cfg);
+    let moved = text.replace(
+        "chart: ../../charts/prefect-server",
+        "chart: ../../../../outside",
+    );
+    assert_ne!(moved, text);
+    sb.write(&cfg, &moved);
+    sb.argocd("generate", SERVER)
+        .refused(1)
+        .stderr_contains("lockstep: error: chart \"../../../../outside\" leaves the repository ")
+        .run();
+}
+
+/// Out of the app directory and back in, inside the repository: accepted and applied.
+#[test]
+fn a_values_file_out_of_the_app_but_in_the_repository_applies() {
+    let sb = shared();
+    let files = [
+        "../../../examples/apps/prefect-server/values-production.yaml",
+        "../../../tests/argocd/server-replicas.yaml",
+    ];
     let text = sb
         .argocd("generate", SERVER)
-        .params(json!([{"name": "values-files", "array": ["../../../examples/apps/prefect-server/values-production.yaml", "../../../tests/data/argocd/server-replicas.yaml"]}]))
+        .params(json!([{"name": "values-files", "array": files}]))
         .ok();
     let d = docs(&text);
     let dep = find(&d, "Deployment", "prefect-server").unwrap();
@@ -872,66 +1045,83 @@ fn paths_outside_the_repository_are_refused() {
     );
 }
 
-/// A helm parameter sets exactly one key: commas and `=` in a value stay in the value, and a
-/// key that is not a plain values path is refused (naming the key, never the value).
-#[test]
-fn helm_parameters_set_one_key_each() {
-    let sb = Sandbox::new(true);
-    let hp = |k: &str, v: &str| json!([{"name": "helm-parameters", "map": {k: v}}]);
-    for value in ["a,other=x", "b\\,other=y", "c\\\\,other=z", "d=1,other=2,e"] {
-        let text = sb.argocd("generate", PROBE).params(hp("echo", value)).ok();
-        let d = docs(&text);
-        assert_eq!(
-            data(&d, "ConfigMap", "probe-probe", "echo"),
-            value,
-            "the value arrives verbatim"
-        );
-        assert_eq!(
-            data(&d, "ConfigMap", "probe-probe", "other"),
-            "unset",
-            "value {value:?} set another key"
-        );
-    }
-    // helm's list syntax stays helm's (as with Argo CD's own helm parameters), still one key.
-    let d = docs(
-        &sb.argocd("generate", PROBE)
-            .params(hp("echo", "{x,other=w}"))
-            .ok(),
-    );
-    assert_eq!(data(&d, "ConfigMap", "probe-probe", "other"), "unset");
-    for key in [
-        "echo,other",
-        "echo other",
-        "echo=x",
-        "other,echo",
-        "echo..x",
-        ".echo",
-        "echo.",
-        "",
-    ] {
-        let e = fails(
-            &sb.argocd("generate", PROBE)
-                .params(hp(key, "Pw-9fe1-not-here"))
-                .run(),
-            1,
-        );
-        assert!(e.contains("helm parameter"), "key {key:?}: {e}");
-        assert!(
-            !e.contains("Pw-9fe1-not-here"),
-            "key {key:?}: the value reached stderr: {e}"
-        );
-    }
-    // Parameters outrank lockstep.yaml's `set` for the same key.
-    let tag = hp("global.prefect.image.prefectTag", "3.8.2-python3.11");
-    let text = sb.argocd("generate", SERVER).params(tag).ok();
+fn helm_param(k: &str, v: &str) -> Json {
+    json!([{"name": "helm-parameters", "map": {k: v}}])
+}
+
+/// The probe's `echo` and `other` with the helm parameter `echo` set to `value`.
+fn echo_and_other(value: &str) -> [String; 2] {
+    let sb = shared();
+    let text = sb
+        .argocd("generate", PROBE)
+        .params(helm_param("echo", value))
+        .ok();
     let d = docs(&text);
+    ["echo", "other"].map(|k| data(&d, "ConfigMap", PROBE_CM, k).to_owned())
+}
+
+/// A helm parameter sets exactly one key: commas and `=` in a value stay in the value.
+macro_rules! one_key_cases {
+    ($($name:ident: $value:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            assert_eq!(echo_and_other($value), [$value.to_owned(), "unset".to_owned()]);
+        }
+    )*};
+}
+
+one_key_cases! {
+    a_comma_stays_in_the_value: "a,other=x",
+    an_escaped_comma_stays_in_the_value: "b\\,other=y",
+    an_escaped_backslash_and_comma_stay_in_the_value: "c\\\\,other=z",
+    equals_signs_stay_in_the_value: "d=1,other=2,e",
+}
+
+/// helm's list syntax stays helm's (as with Argo CD's own helm parameters), still one key.
+#[test]
+fn a_helm_list_value_sets_one_key() {
+    let [_, other] = echo_and_other("{x,other=w}");
+    assert_eq!(other, "unset");
+}
+
+/// A key that is not a plain values path is refused, naming the key, never the value.
+macro_rules! bad_key_cases {
+    ($($name:ident: $key:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            let sb = shared();
+            sb.argocd("generate", PROBE)
+                .params(helm_param($key, "Pw-9fe1-not-here"))
+                .refused(1)
+                .stderr_contains("helm parameter")
+                .stderr_lacks("Pw-9fe1-not-here")
+                .run();
+        }
+    )*};
+}
+
+bad_key_cases! {
+    a_key_with_a_comma_is_refused: "echo,other",
+    a_key_with_a_space_is_refused: "echo other",
+    a_key_with_an_equals_sign_is_refused: "echo=x",
+    a_key_list_is_refused: "other,echo",
+    a_key_with_an_empty_segment_is_refused: "echo..x",
+    a_key_with_a_leading_dot_is_refused: ".echo",
+    a_key_with_a_trailing_dot_is_refused: "echo.",
+    an_empty_key_is_refused: "",
+}
+
+/// Parameters outrank lockstep.yaml's `set` for the same key.
+#[test]
+fn a_helm_parameter_outranks_lockstep_yaml_set() {
+    let sb = shared();
+    let tag = helm_param("global.prefect.image.prefectTag", "3.8.2-python3.11");
+    let d = docs(&sb.argocd("generate", SERVER).params(tag).ok());
+    let image = image_of(&d, "Deployment", "prefect-server", "prefect-server");
+    let release = data(&d, "ConfigMap", "prefect-server-lockstep", "release");
     assert_eq!(
-        image_of(&d, "Deployment", "prefect-server", "prefect-server"),
-        "prefecthq/prefect:3.8.2-python3.11"
-    );
-    assert_eq!(
-        data(&d, "ConfigMap", "prefect-server-lockstep", "release"),
-        "3.8.2"
+        (image.as_str(), release),
+        ("prefecthq/prefect:3.8.2-python3.11", "3.8.2")
     );
 }
 
@@ -939,18 +1129,23 @@ fn helm_parameters_set_one_key_each() {
 // release, namespace and phase: parameters > env > lockstep.yaml > defaults
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn release_comes_from_the_application_name() {
+/// prefect-server generated as Application `app_name`, its lockstep.yaml naming no release.
+fn server_as_application(app_name: &str) -> String {
     let sb = Sandbox::new(true);
-    // The example's lockstep.yaml names the release: remove it.
-    let cfg_path = format!("{SERVER}/lockstep.yaml");
-    let cfg = sb.read(&cfg_path);
-    assert!(cfg.contains("\nrelease: prefect-server\n"));
-    sb.write(&cfg_path, &cfg.replace("\nrelease: prefect-server\n", "\n"));
-    let text = sb
-        .argocd("generate", SERVER)
-        .env("ARGOCD_APP_NAME", "team-a_prefect-server")
-        .ok();
+    let cfg = format!("{SERVER}/lockstep.yaml");
+    let text = sb.read(&cfg);
+    assert!(text.contains("\nrelease: prefect-server\n"));
+    sb.write(&cfg, &text.replace("\nrelease: prefect-server\n", "\n"));
+    sb.argocd("generate", SERVER)
+        .env("ARGOCD_APP_NAME", app_name)
+        .ok()
+}
+
+/// `ns_name` apps (apps in any namespace): the release is the name without `ns_`, and the
+/// namespace does not leak into the render.
+#[test]
+fn the_release_is_the_application_name_without_its_namespace() {
+    let text = server_as_application("team-a_prefect-server");
     let d = docs(&text);
     assert!(
         find(&d, "ConfigMap", "prefect-server-lockstep").is_some(),
@@ -961,275 +1156,277 @@ fn release_comes_from_the_application_name() {
         !text.contains("team-a"),
         "the app's namespace leaked into the render"
     );
-    let text = sb
-        .argocd("generate", SERVER)
-        .env("ARGOCD_APP_NAME", "team-a_billing")
-        .ok();
-    let d = docs(&text);
+}
+
+#[test]
+fn another_application_name_is_another_release() {
+    let d = docs(&server_as_application("team-a_billing"));
     assert!(find(&d, "ConfigMap", "billing-lockstep").is_some());
     let dep = find(&d, "Deployment", "prefect-server").expect("the chart pins its fullname");
-    assert_eq!(
-        dep["metadata"]["labels"]["app.kubernetes.io/instance"].as_str(),
-        Some("billing")
-    );
+    let instance = &dep["metadata"]["labels"]["app.kubernetes.io/instance"];
+    assert_eq!(instance.as_str(), Some("billing"));
 }
 
-#[test]
-fn release_precedence() {
-    let sb = Sandbox::new(true);
-    let record = |a: Argo| -> String {
-        let d = docs(&a.ok());
-        let r = d
-            .iter()
-            .find(|x| {
-                x["kind"] == "ConfigMap"
-                    && x["metadata"]["labels"]["app.kubernetes.io/component"] == "release-record"
-            })
-            .expect("the record ConfigMap");
-        r["metadata"]["name"]
-            .as_str()
-            .unwrap()
-            .strip_suffix("-lockstep")
-            .expect("<release>-lockstep")
-            .to_owned()
-    };
-    let param = json!([{"name": "release", "string": "from-param"}]);
-    // The probe's lockstep.yaml sets no release; the chart's name is lockstep-probe.
-    assert_eq!(
-        record(sb.argocd("generate", PROBE).without("ARGOCD_APP_NAME")),
-        "lockstep-probe",
-        "default: the chart name"
-    );
-    assert_eq!(
-        record(
-            sb.argocd("generate", PROBE)
-                .env("ARGOCD_APP_NAME", "ops_app-name")
-        ),
-        "app-name"
-    );
-    assert_eq!(
-        record(sb.argocd("generate", PROBE).env("ARGOCD_APP_NAME", "plain")),
-        "plain"
-    );
+/// The release a generate of `cmd` records: `<release>-lockstep`.
+fn recorded_release(cmd: Argo) -> String {
+    let d = docs(&cmd.ok());
+    let r = d
+        .iter()
+        .find(|x| {
+            x["kind"] == "ConfigMap"
+                && x["metadata"]["labels"]["app.kubernetes.io/component"] == "release-record"
+        })
+        .expect("the record ConfigMap");
+    let name = r["metadata"]["name"].as_str().unwrap();
+    name.strip_suffix("-lockstep")
+        .expect("<release>-lockstep")
+        .to_owned()
+}
+
+/// The probe's lockstep.yaml with `release: from-config` added.
+fn probe_with_config_release(sb: &Sandbox) {
     let cfg = format!("{PROBE}/lockstep.yaml");
     sb.write(&cfg, &(sb.read(&cfg) + "release: from-config\n"));
-    assert_eq!(
-        record(
-            sb.argocd("generate", PROBE)
-                .env("ARGOCD_APP_NAME", "ops_app-name")
-        ),
-        "from-config"
-    );
-    let env = |a: Argo| a.env("ARGOCD_ENV_LOCKSTEP_RELEASE", "from-env");
-    assert_eq!(record(env(sb.argocd("generate", PROBE))), "from-env");
-    assert_eq!(
-        record(env(sb.argocd("generate", PROBE)).params(param)),
-        "from-param"
-    );
+}
+
+/// One test per row: `$check` of what `$cmd` generates in the sandbox `$make`.
+macro_rules! precedence {
+    ($check:ident in $make:expr; $($name:ident: |$sb:ident| $cmd:expr => $want:expr,)*) => {$(
+        #[test]
+        fn $name() {
+            let $sb: &Sandbox = &$make;
+            let cmd: Argo = $cmd;
+            assert_eq!($check(cmd), $want);
+        }
+    )*};
+}
+
+// The probe's lockstep.yaml sets no release; the chart's name is lockstep-probe.
+precedence! { recorded_release in shared();
+    release_defaults_to_the_chart_name:
+        |sb| sb.argocd("generate", PROBE).without("ARGOCD_APP_NAME")
+        => "lockstep-probe",
+    release_is_the_application_name:
+        |sb| sb.argocd("generate", PROBE).env("ARGOCD_APP_NAME", "plain")
+        => "plain",
+    release_drops_the_application_namespace:
+        |sb| sb.argocd("generate", PROBE).env("ARGOCD_APP_NAME", "ops_app-name")
+        => "app-name",
+}
+
+precedence! { recorded_release in Sandbox::new(true);
+    release_of_lockstep_yaml_outranks_the_application_name: |sb| {
+        probe_with_config_release(sb);
+        sb.argocd("generate", PROBE).env("ARGOCD_APP_NAME", "ops_app-name")
+    } => "from-config",
+    release_of_the_env_outranks_lockstep_yaml: |sb| {
+        probe_with_config_release(sb);
+        sb.argocd("generate", PROBE).env("ARGOCD_ENV_LOCKSTEP_RELEASE", "from-env")
+    } => "from-env",
+    release_parameter_outranks_the_env: |sb| {
+        probe_with_config_release(sb);
+        sb.argocd("generate", PROBE)
+            .env("ARGOCD_ENV_LOCKSTEP_RELEASE", "from-env")
+            .params(json!([{"name": "release", "string": "from-param"}]))
+    } => "from-param",
+}
+
+fn migration_hook_of(cmd: Argo) -> String {
+    migration_hook(&docs(&cmd.ok()))
+}
+
+fn phase(p: &str) -> Json {
+    json!([{"name": "phase", "string": p}])
+}
+
+// prefect-cloud's lockstep.yaml says sync; the probe's says nothing (default presync).
+precedence! { migration_hook_of in shared();
+    phase_defaults_to_presync:
+        |sb| sb.argocd("generate", PROBE)
+        => "PreSync",
+    phase_of_lockstep_yaml_applies:
+        |sb| sb.argocd("generate", CLOUD)
+        => "Sync",
+    phase_of_the_env_outranks_the_default:
+        |sb| sb.argocd("generate", PROBE).env("ARGOCD_ENV_LOCKSTEP_PHASE", "sync")
+        => "Sync",
+    phase_of_the_env_outranks_lockstep_yaml:
+        |sb| sb.argocd("generate", CLOUD).env("ARGOCD_ENV_LOCKSTEP_PHASE", "presync")
+        => "PreSync",
+    phase_parameter_sync_outranks_the_env:
+        |sb| sb.argocd("generate", CLOUD).env("ARGOCD_ENV_LOCKSTEP_PHASE", "presync").params(phase("sync"))
+        => "Sync",
+    phase_parameter_presync_outranks_the_env:
+        |sb| sb.argocd("generate", PROBE).env("ARGOCD_ENV_LOCKSTEP_PHASE", "sync").params(phase("presync"))
+        => "PreSync",
 }
 
 #[test]
-fn phase_precedence() {
-    let sb = Sandbox::new(true);
-    let hook = |a: Argo| migration_hook(&docs(&a.ok()));
-    let param = |p: &str| json!([{"name": "phase", "string": p}]);
-    // prefect-cloud's lockstep.yaml says sync; the probe's says nothing (default presync).
-    assert_eq!(hook(sb.argocd("generate", PROBE)), "PreSync");
-    assert_eq!(hook(sb.argocd("generate", CLOUD)), "Sync");
-    assert_eq!(
-        hook(
-            sb.argocd("generate", PROBE)
-                .env("ARGOCD_ENV_LOCKSTEP_PHASE", "sync")
-        ),
-        "Sync"
-    );
-    assert_eq!(
-        hook(
-            sb.argocd("generate", CLOUD)
-                .env("ARGOCD_ENV_LOCKSTEP_PHASE", "presync")
-        ),
-        "PreSync"
-    );
-    assert_eq!(
-        hook(
-            sb.argocd("generate", CLOUD)
-                .env("ARGOCD_ENV_LOCKSTEP_PHASE", "presync")
-                .params(param("sync"))
-        ),
-        "Sync"
-    );
-    assert_eq!(
-        hook(
-            sb.argocd("generate", PROBE)
-                .env("ARGOCD_ENV_LOCKSTEP_PHASE", "sync")
-                .params(param("presync"))
-        ),
-        "PreSync"
-    );
-    let e = fails(
-        &sb.argocd("generate", PROBE).params(param("later")).run(),
-        1,
-    );
-    assert!(e.contains("phase") && e.contains("later"), "{e}");
+fn an_unknown_phase_is_refused() {
+    let sb = shared();
+    sb.argocd("generate", PROBE)
+        .params(phase("later"))
+        .refused(1)
+        .stderr("lockstep: error: parameter phase: phase \"later\" is not `presync` or `sync`\n")
+        .run();
 }
 
 /// A profile given as a file inside the repository works like the built-in name.
 #[test]
-fn profile_parameter_accepts_a_file_in_the_repository() {
-    let sb = Sandbox::new(true);
-    let text = sb
-        .argocd("generate", SERVER)
-        .params(json!([{"name": "profile", "string": "../../../profiles/prefect-server.yaml"}]))
-        .ok();
+fn a_profile_file_in_the_repository_works_like_its_name() {
+    let sb = shared();
+    let file = profile("../../../profiles/prefect-server.yaml");
+    let text = sb.argocd("generate", SERVER).params(file).ok();
     let by_name = sb.argocd("generate", SERVER).ok();
+    let d = docs(&text);
     assert_eq!(
-        data(
-            &docs(&text),
-            "ConfigMap",
-            "prefect-server-lockstep",
-            "profile"
-        ),
+        data(&d, "ConfigMap", "prefect-server-lockstep", "profile"),
         "prefect-server"
     );
     assert_eq!(strip_notes(&text), strip_notes(&by_name));
-    let e = fails(
-        &sb.argocd("generate", SERVER)
-            .params(json!([{"name": "profile", "string": "no-such-profile"}]))
-            .run(),
-        1,
-    );
-    assert!(e.contains("no-such-profile"), "{e}");
 }
 
-// ---------------------------------------------------------------------------------------
-// secrets
-// ---------------------------------------------------------------------------------------
-
-fn b64(s: &str) -> String {
-    const A: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let b = s.as_bytes();
-    let mut out = String::new();
-    for c in b.chunks(3) {
-        let n = (c[0] as u32) << 16
-            | (*c.get(1).unwrap_or(&0) as u32) << 8
-            | *c.get(2).unwrap_or(&0) as u32;
-        for i in 0..4 {
-            if i <= c.len() {
-                out.push(A[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// A Secret's value rendered by the chart never reaches stderr (shown in Argo CD's UI), nor
-/// the dynamic parameters' error announcement, whatever refuses the render.
 #[test]
-fn secret_values_never_reach_stderr() {
-    let sb = Sandbox::new(true);
-    let no_leak = |what: &str, o: &Output, secret: &str| {
-        let e = stderr(o);
-        assert!(!e.is_empty(), "{what}: expected an error");
-        assert!(
-            !e.contains(secret) && !e.contains(&b64(secret)),
-            "{what}: the secret reached stderr:\n{e}"
-        );
-    };
+fn an_unknown_profile_is_refused() {
+    let sb = shared();
+    sb.argocd("generate", SERVER)
+        .params(profile("no-such-profile"))
+        .refused(1)
+        .stderr_contains("no-such-profile")
+        .run();
+}
 
-    // prefect-cloud renders its database Secret from the URLs in cloud-secret-values.yaml.
-    let secret = "Zq9-cloud-secret-7Wx";
-    let files = json!({"name": "values-files", "array": ["values-override.yaml", "../../../tests/data/argocd/cloud-secret-values.yaml"]});
-    let from = |v: &str| json!({"name": "from", "string": v});
-    let hp = |k: &str, v: &str| json!({"name": "helm-parameters", "map": {k: v}});
-    // Control: the render succeeds and carries the Secret.
+// ---------------------------------------------------------------------------------------
+// secrets: a Secret's value rendered by the chart never reaches stderr (shown in Argo CD's
+// UI), nor the dynamic parameters' error announcement, whatever refuses the render.
+// ---------------------------------------------------------------------------------------
+
+/// prefect-cloud renders its database Secret from the URLs in cloud-secret-values.yaml.
+const CLOUD_SECRET: &str = "Zq9-cloud-secret-7Wx";
+/// prefect-server's bundled PostgreSQL: the subchart's Secret holds it base64-encoded.
+const PG_SECRET: &str = "Pg-5ec2et-Qv81";
+/// The probe: the Secret's URL holds it in plain text.
+const PROBE_SECRET: &str = "Probe-sEcret-41x";
+
+fn cloud_secret_files() -> Json {
+    json!({"name": "values-files", "array": ["values-override.yaml", "../../../tests/argocd/cloud-secret-values.yaml"]})
+}
+
+fn hp(k: &str, v: &str) -> Json {
+    json!({"name": "helm-parameters", "map": {k: v}})
+}
+
+fn pg_params() -> Json {
+    json!({"name": "helm-parameters", "map": {"postgresql.enabled": "true", "postgresql.auth.password": PG_SECRET}})
+}
+
+/// Neither `secret` nor its base64 on stderr.
+fn hides(t: Test, secret: &str) -> Test {
+    t.stderr_lacks(secret)
+        .stderr_lacks(base64(secret.as_bytes()))
+}
+
+/// `cmd` refused with `code`, hiding `secret`.
+fn refused_without(cmd: Argo, code: i32, secret: &str) {
+    hides(cmd.refused(code), secret).run();
+}
+
+/// Control: the render succeeds and carries the Secret.
+#[test]
+fn the_cloud_secret_values_render_the_database_secret() {
+    let sb = shared();
     let text = sb
         .argocd("generate", CLOUD)
-        .params(json!([files.clone()]))
+        .params(json!([cloud_secret_files()]))
         .ok();
-    let s = find(&docs(&text), "Secret", "customer-managed-database")
-        .cloned()
-        .expect("the chart's database Secret");
-    assert!(
-        s["stringData"]["orion"]
-            .as_str()
-            .is_some_and(|u| u.contains(secret)),
-        "{s:?}"
-    );
-    // `ingress.name` unset breaks a rule of 0.8.2 → 1.2.0 (lockstep.lock): lockstep refuses.
-    let o = sb
+    let d = docs(&text);
+    let s = find(&d, "Secret", "customer-managed-database").expect("the chart's database Secret");
+    let url = s["stringData"]["orion"].as_str().unwrap_or_default();
+    assert!(url.contains(CLOUD_SECRET), "{s:?}");
+}
+
+/// `ingress.name` unset breaks a rule of 0.8.2 → 1.2.0 (lockstep.lock): lockstep refuses.
+#[test]
+fn a_values_rule_refusal_shows_no_secret() {
+    let sb = shared();
+    let cmd = sb
         .argocd("generate", CLOUD)
-        .params(json!([files.clone(), hp("ingress.name", "null")]))
+        .params(json!([cloud_secret_files(), hp("ingress.name", "null")]));
+    hides(cmd.refused(3), CLOUD_SECRET)
+        .stderr_contains("ingress.name")
         .run();
-    let e = fails(&o, 3);
-    assert!(e.contains("ingress.name"), "{e}");
-    no_leak("values rule", &o, secret);
-    // Values the chart itself refuses (its `fail`; lockstep may refuse them first).
-    let o = sb
+}
+
+/// Values the chart itself refuses (its `fail`; lockstep may refuse them first).
+#[test]
+fn a_chart_failure_shows_no_secret() {
+    let sb = shared();
+    let bad = hp("global.authProvider.okta", "not-a-map");
+    let cmd = sb
         .argocd("generate", CLOUD)
-        .params(json!([
-            files.clone(),
-            hp("global.authProvider.okta", "not-a-map")
-        ]))
+        .params(json!([cloud_secret_files(), bad]));
+    hides(cmd.refused(1), CLOUD_SECRET)
+        .stderr_contains("authProvider")
         .run();
-    let code = o.status.code().unwrap_or(-1);
-    assert!(code == 1 || code == 3, "exit {code}");
-    let e = fails(&o, code);
-    assert!(e.contains("authProvider"), "{e}");
-    no_leak("chart failure", &o, secret);
-    // A skip.
-    let o = sb
+}
+
+#[test]
+fn a_skip_shows_no_cloud_secret() {
+    let sb = shared();
+    let cmd = sb
         .argocd("generate", CLOUD)
-        .params(json!([files.clone(), from("0.7.0")]))
-        .run();
-    fails(&o, 3);
-    no_leak("skip", &o, secret);
-    // The dynamic parameters show the same refusal in the UI.
-    let o = sb
+        .params(json!([cloud_secret_files(), {"name": "from", "string": "0.7.0"}]));
+    refused_without(cmd, 3, CLOUD_SECRET);
+}
+
+/// The dynamic parameters show the same refusal in the UI.
+#[test]
+fn the_parameters_error_shows_no_secret() {
+    let sb = shared();
+    let cmd = sb
         .argocd("parameters", CLOUD)
-        .params(json!([files.clone(), from("0.7.0")]))
-        .run();
-    let list = ok(&o);
-    assert!(
-        list.contains("lockstep-error") && !list.contains(secret),
-        "{list}"
-    );
+        .params(json!([cloud_secret_files(), {"name": "from", "string": "0.7.0"}]));
+    let list = cmd.ok();
+    assert!(list.contains("lockstep-error"), "{list}");
+    assert!(!list.contains(CLOUD_SECRET), "{list}");
+}
 
-    // prefect-server with its bundled PostgreSQL: the subchart's Secret holds the password
-    // base64-encoded.
-    let secret = "Pg-5ec2et-Qv81";
-    let pg = json!({"name": "helm-parameters", "map": {"postgresql.enabled": "true", "postgresql.auth.password": secret}});
+/// Control: the bundled PostgreSQL's Secret holds the password.
+#[test]
+fn the_postgresql_password_is_in_its_secret() {
+    let sb = shared();
     let text = sb
         .argocd("generate", SERVER)
-        .params(json!([pg.clone()]))
+        .params(json!([pg_params()]))
         .ok();
-    assert!(
-        text.contains(&b64(secret)),
-        "control: the Secret holds the password"
-    );
-    let o = sb
-        .argocd("generate", SERVER)
-        .params(json!([pg, from("3.5.0")]))
-        .run();
-    fails(&o, 3);
-    no_leak("prefect-server skip", &o, secret);
+    assert!(text.contains(&base64(PG_SECRET.as_bytes())));
+}
 
-    // The probe: the Secret's URL holds the password in plain text.
-    let secret = "Probe-sEcret-41x";
-    let pw = hp("dbPassword", secret);
-    for (what, extra, code) in [
-        ("skip", from("3.5.0"), 3),
-        ("downgrade", from("3.9.0"), 3),
-        ("bad phase", json!({"name": "phase", "string": "never"}), 1),
-    ] {
-        let o = sb
-            .argocd("generate", PROBE)
-            .params(json!([pw.clone(), extra]))
-            .run();
-        fails(&o, code);
-        no_leak(what, &o, secret);
-    }
+#[test]
+fn a_skip_shows_no_postgresql_password() {
+    let sb = shared();
+    let cmd = sb
+        .argocd("generate", SERVER)
+        .params(json!([pg_params(), {"name": "from", "string": "3.5.0"}]));
+    refused_without(cmd, 3, PG_SECRET);
+}
+
+/// The probe's Secret holds the password in plain text; `$extra` refuses the render.
+macro_rules! probe_secret_cases {
+    ($($name:ident: $extra:expr => $code:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            let sb = shared();
+            let cmd = sb.argocd("generate", PROBE).params(json!([hp("dbPassword", PROBE_SECRET), $extra]));
+            refused_without(cmd, $code, PROBE_SECRET);
+        }
+    )*};
+}
+
+probe_secret_cases! {
+    a_skip_shows_no_probe_secret: json!({"name": "from", "string": "3.5.0"}) => 3,
+    a_downgrade_shows_no_probe_secret: json!({"name": "from", "string": "3.9.0"}) => 3,
+    a_bad_phase_shows_no_probe_secret: json!({"name": "phase", "string": "never"}) => 1,
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1252,14 +1449,10 @@ fn static_names() -> Vec<String> {
     names
 }
 
-/// Parses and checks the announcement list: a JSON array of objects in the shape Argo CD reads.
-fn announcements(o: &Output) -> BTreeMap<String, Json> {
-    let text = ok(o);
-    assert!(
-        o.stderr.is_empty(),
-        "parameters: stderr must stay empty, got:\n{}",
-        stderr(o)
-    );
+/// Runs the parameters command (exit 0, stderr empty); parses and checks the announcement
+/// list: a JSON array of objects in the shape Argo CD reads.
+fn announcements(cmd: Argo) -> BTreeMap<String, Json> {
+    let text = cmd.ok();
     let v: Json = serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
     let list = v
         .as_array()
@@ -1329,143 +1522,183 @@ fn string_of<'a>(list: &'a BTreeMap<String, Json>, name: &str) -> &'a str {
         .unwrap()
 }
 
+/// What the dynamic parameters announce about the app: chart, API workload, plan.
+fn announced(list: &BTreeMap<String, Json>) -> [&str; 3] {
+    ["detected-chart", "detected-api-workload", "upgrade-plan"].map(|n| string_of(list, n))
+}
+
+/// The dynamic parameters command gets no namespace, revision or KUBE_*.
 #[test]
-fn parameters_announce_chart_workload_and_plan() {
-    let sb = Sandbox::new(false);
+fn parameters_run_without_the_namespace_and_cluster_settings() {
+    let sb = shared_no_git();
     let cmd = sb.argocd("parameters", SERVER);
-    assert!(!cmd.env.contains_key("ARGOCD_APP_NAMESPACE") && !cmd.env.contains_key("KUBE_VERSION"));
-    let l = announcements(&cmd.run());
-    let chart = string_of(&l, "detected-chart");
-    assert!(
-        chart.contains("prefect-server") && chart.contains("3.8.3"),
-        "{chart}"
-    );
-    let api = string_of(&l, "detected-api-workload");
-    assert!(
-        api.contains("Deployment")
-            && api.contains("prefect-server")
-            && api.contains("prefecthq/prefect:3.8.3-python3.11"),
-        "{api}"
-    );
-    assert_eq!(
-        string_of(&l, "upgrade-plan"),
-        "3.7.8 → 3.8.3: 0 breaking changes"
-    );
+    let keys: Vec<&str> = cmd.env.keys().map(String::as_str).collect();
+    for k in [
+        "ARGOCD_APP_NAMESPACE",
+        "ARGOCD_APP_REVISION",
+        "KUBE_VERSION",
+        "KUBE_API_VERSIONS",
+    ] {
+        assert!(!keys.contains(&k), "{k} in {keys:?}");
+    }
+}
 
+#[test]
+fn parameters_announce_the_server_chart_workload_and_plan() {
+    let sb = shared_no_git();
+    let l = announcements(sb.argocd("parameters", SERVER));
+    assert_eq!(
+        announced(&l),
+        [
+            "prefect-server 3.8.3 (release prefect-server, profile prefect-server)",
+            "Deployment prefect/prefect-server container prefect-server image prefecthq/prefect:3.8.3-python3.11",
+            "3.7.8 → 3.8.3: 0 breaking changes"
+        ]
+    );
+}
+
+#[test]
+fn parameters_announce_the_cloud_chart_workload_and_plan() {
+    let sb = shared_no_git();
     let ex = example(CLOUD);
-    let l = announcements(
-        &sb.argocd("parameters", CLOUD)
-            .env("ARGOCD_APP_NAME", &ex.name)
-            .params(ex.params.clone())
-            .run(),
-    );
-    let chart = string_of(&l, "detected-chart");
-    assert!(
-        chart.contains("prefect-cloud 1.2.0") && chart.contains("customer-managed"),
-        "{chart}"
-    );
-    let api = string_of(&l, "detected-api-workload");
-    assert!(api.contains("customer-managed-orion") && api.contains("registry.acme-corp.internal/mirror/prefect/customer-managed/server:2026.0115.100000"), "{api}");
+    let cmd = sb
+        .argocd("parameters", CLOUD)
+        .env("ARGOCD_APP_NAME", &ex.name)
+        .params(ex.params);
+    let l = announcements(cmd);
     assert_eq!(
-        string_of(&l, "upgrade-plan"),
-        "0.8.2 → 1.2.0: 4 breaking changes, 1 one-time step"
+        announced(&l),
+        [
+            "prefect-cloud 1.2.0 (release customer-managed, profile prefect-customer-managed)",
+            "Deployment customer-managed-orion container orion image registry.acme-corp.internal/mirror/prefect/customer-managed/server:2026.0115.100000",
+            "0.8.2 → 1.2.0: 4 breaking changes, 1 one-time step"
+        ]
     );
+}
 
-    // Parameters reach the dynamic command too.
-    let l = announcements(
-        &sb.argocd("parameters", SERVER)
-            .params(json!([{"name": "from", "string": "3.8.0"}]))
-            .run(),
-    );
+/// Parameters reach the dynamic command too.
+#[test]
+fn parameters_plan_from_the_from_parameter() {
+    let sb = shared_no_git();
+    let l = announcements(sb.argocd("parameters", SERVER).params(from("3.8.0")));
     assert_eq!(
         string_of(&l, "upgrade-plan"),
         "3.8.0 → 3.8.3: 0 breaking changes"
     );
 }
 
-/// A broken app still yields valid JSON (exit 0) with a `lockstep-error` announcement.
-#[test]
-fn parameters_report_a_broken_app() {
-    let sb = Sandbox::new(true);
-    let check = |o: Output, needle: &str| {
-        let l = announcements(&o);
-        let e = string_of(&l, "lockstep-error");
-        assert!(e.contains(needle), "{e}");
-        assert!(!l.contains_key("detected-chart"), "{l:?}");
-    };
-    check(
-        sb.argocd("parameters", SERVER)
-            .params(json!([{"name": "from", "string": "3.5.0"}]))
-            .run(),
-        "path: 3.5.0 → 3.6.x",
-    );
-    check(
-        sb.argocd("parameters", SERVER)
-            .params(json!([{"name": "values-files", "array": ["/etc/passwd"]}]))
-            .run(),
-        "repository",
-    );
-    let cfg = format!("{CLOUD}/lockstep.yaml");
-    sb.write(&cfg, &(sb.read(&cfg) + "valuesFiles: [x.yaml]\n"));
-    check(sb.argocd("parameters", CLOUD).run(), "lockstep.yaml");
+/// A broken app still yields valid JSON (exit 0) with a `lockstep-error` announcement, and
+/// nothing it could not detect.
+macro_rules! broken_app_cases {
+    (in $make:expr; $($name:ident: |$sb:ident| $cmd:expr => $error:literal,)*) => {$(
+        #[test]
+        fn $name() {
+            let $sb: &Sandbox = &$make;
+            let l = announcements($cmd);
+            let e = string_of(&l, "lockstep-error");
+            assert!(e.contains($error), "{e}");
+            assert!(!l.contains_key("detected-chart"), "{l:?}");
+        }
+    )*};
+}
+
+broken_app_cases! { in shared();
+    parameters_report_a_skip:
+        |sb| sb.argocd("parameters", SERVER).params(from("3.5.0"))
+        => "path: 3.5.0 → 3.6.x",
+    parameters_report_a_path_outside:
+        |sb| sb.argocd("parameters", SERVER).params(json!([{"name": "values-files", "array": ["/etc/passwd"]}]))
+        => "values file \"/etc/passwd\" is an absolute path: paths must be relative to the app directory and stay inside the repository",
+}
+
+broken_app_cases! { in Sandbox::new(true);
+    parameters_report_a_broken_lockstep_yaml: |sb| {
+        let cfg = format!("{CLOUD}/lockstep.yaml");
+        sb.write(&cfg, &(sb.read(&cfg) + "valuesFiles: [x.yaml]\n"));
+        sb.argocd("parameters", CLOUD)
+    } => "examples/apps/prefect-cloud/lockstep.yaml: unknown field `valuesFiles`, expected one of `chart`, `repo`, `chartVersion`, `version`, `release`, `namespace`, `profile`, `values`, `set`, `phase`, `apiWorkload`, `gateImage` at line 14 column 1",
 }
 
 // ---------------------------------------------------------------------------------------
 // init
 // ---------------------------------------------------------------------------------------
 
-#[test]
-fn init_builds_missing_dependencies_offline_and_changes_nothing_else() {
+/// Vendored charts/: nothing to do, nothing changes.
+fn init_changes_nothing(app: &str) {
     let sb = Sandbox::new(true);
-    // Vendored charts/: nothing to do, nothing changes.
-    for app in [SERVER, CLOUD] {
-        let before = snapshot(&sb.repo());
-        ok(&sb.argocd("init", app).run());
-        assert!(
-            before == snapshot(&sb.repo()),
-            "{app}: init changed the repository copy"
-        );
-    }
-
-    // charts/ removed (not vendored): helm dependency build restores it from file://.
-    let charts = sb.path("examples/charts/prefect-server/charts");
-    std::fs::remove_dir_all(&charts).unwrap();
     let before = snapshot(&sb.repo());
-    let e = fails(&sb.argocd("generate", SERVER).run(), 1);
+    sb.argocd("init", app).test().run();
     assert!(
-        e.contains("postgresql"),
-        "without charts/ helm names the missing dependency: {e}"
+        before == snapshot(&sb.repo()),
+        "init changed the repository copy"
     );
-    // No helm: init must fail, not pretend.
-    let no_helm = sb
+}
+
+#[test]
+fn init_changes_nothing_when_the_server_chart_is_vendored() {
+    init_changes_nothing(SERVER);
+}
+
+#[test]
+fn init_changes_nothing_when_the_cloud_chart_is_vendored() {
+    init_changes_nothing(CLOUD);
+}
+
+const SERVER_CHARTS: &str = "examples/charts/prefect-server/charts";
+
+/// A sandbox whose prefect-server chart has no charts/ (not vendored).
+fn unvendored() -> Sandbox {
+    let sb = Sandbox::new(true);
+    std::fs::remove_dir_all(sb.path(SERVER_CHARTS)).unwrap();
+    sb
+}
+
+#[test]
+fn without_charts_generate_names_the_missing_dependency() {
+    let sb = unvendored();
+    sb.argocd("generate", SERVER)
+        .refused(1)
+        .stderr_contains("postgresql")
+        .run();
+}
+
+/// No helm: init must fail, not pretend, and change nothing.
+#[test]
+fn init_without_helm_fails_and_changes_nothing() {
+    let sb = unvendored();
+    let before = snapshot(&sb.repo());
+    let outside = sb.dir.join("outside");
+    let cmd = sb
         .argocd("init", SERVER)
         .without("HELM_BIN")
-        .env("PATH", sb.dir.join("outside").to_str().unwrap())
-        .run();
-    assert!(!no_helm.status.success(), "init without helm succeeded");
+        .env("PATH", outside.to_str().unwrap());
+    cmd.refused(1).stderr_contains("helm").run();
     assert!(before == snapshot(&sb.repo()));
+}
 
-    ok(&sb.argocd("init", SERVER).without("HELM_BIN").run());
+/// helm dependency build restores charts/ from file://, offline, and changes nothing else.
+#[test]
+fn init_restores_only_the_dependency() {
+    let sb = unvendored();
+    let before = snapshot(&sb.repo());
+    sb.argocd("init", SERVER).without("HELM_BIN").test().run();
     let after = snapshot(&sb.repo());
-    let tgz = charts.join("postgresql-0.1.0.tgz");
-    assert!(tgz.is_file(), "init did not restore {}", tgz.display());
     let changed: Vec<_> = after
         .keys()
         .filter(|k| before.get(*k) != after.get(*k))
         .collect();
-    assert_eq!(
-        changed,
-        vec![Path::new(
-            "examples/charts/prefect-server/charts/postgresql-0.1.0.tgz"
-        )],
-        "init changed more than charts/"
-    );
-    assert!(
-        before.keys().all(|k| after.contains_key(k)),
-        "init removed files"
-    );
-    // And the render works again, with the dependency (its Secret) when enabled.
-    let text = sb.argocd("generate", SERVER).params(json!([{"name": "helm-parameters", "map": {"postgresql.enabled": "true", "postgresql.auth.password": "x"}}])).ok();
+    let removed: Vec<_> = before.keys().filter(|k| !after.contains_key(*k)).collect();
+    let tgz = Path::new(SERVER_CHARTS).join("postgresql-0.1.0.tgz");
+    assert_eq!((changed, removed), (vec![&tgz], vec![]));
+}
+
+/// And the render works again, with the dependency (its Secret) when enabled.
+#[test]
+fn after_init_the_dependency_renders() {
+    let sb = unvendored();
+    sb.argocd("init", SERVER).test().run();
+    let params = json!([{"name": "helm-parameters", "map": {"postgresql.enabled": "true", "postgresql.auth.password": "x"}}]);
+    let text = sb.argocd("generate", SERVER).params(params).ok();
     assert!(find(&docs(&text), "Secret", "prefect-server-postgresql").is_some());
 }
 
@@ -1473,12 +1706,12 @@ fn init_builds_missing_dependencies_offline_and_changes_nothing_else() {
 // install manifests
 // ---------------------------------------------------------------------------------------
 
-/// tests/argocd-install/check.sh: kustomize build + schema + plugin.yaml shape checks.
+/// tests/argocd/install/check.sh: kustomize build + schema + plugin.yaml shape checks.
 #[test]
 fn install_manifests_check() {
     tool("kubectl");
     let out = Command::new("bash")
-        .arg(common::repo().join("tests/argocd-install/check.sh"))
+        .arg(common::repo().join("tests/argocd/install/check.sh"))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();

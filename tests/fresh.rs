@@ -58,18 +58,24 @@ fn job_annotation(stream: &str, job: &str, key: &str) -> Option<String> {
 // ---------------------------------------------------------------------------
 // Newcomer friction
 
-const PINNED_3_5_2: &str = "profile: prefect-server\nversion: 3.5.2\n";
+/// `lockstep bump --to TO` in an app directory pinned to prefect-server 3.5.2; the directory.
+fn bump_from_3_5_2(tag: &str, to: &str) -> (Test, PathBuf) {
+    let cfg = "profile: prefect-server\nversion: 3.5.2\n";
+    let dir = app_dir(tag, &[("lockstep.yaml", cfg)]);
+    let test =
+        Test::new()
+            .current_dir(&dir)
+            .args(["bump", "--to", to, "--config", "lockstep.yaml"]);
+    (test, dir)
+}
 
 /// The refusal of a skipped line names a `lockstep bump --to V` for the next line, also for
 /// a line the catalog has no latest release for (it printed `3.6.x`, which bump rejected
 /// as "not a version").
 #[test]
 fn a_refusal_of_a_skipped_line_names_the_bump_to_the_next_line() {
-    let dir = app_dir("bump-refused", &[("lockstep.yaml", PINNED_3_5_2)]);
-    Test::new()
-        .current_dir(&dir)
-        .args(["bump", "--to", "3.8.3", "--config", "lockstep.yaml"])
-        .status(3)
+    let (bump, _) = bump_from_3_5_2("bump-refused", "3.8.3");
+    bump.status(3)
         .stderr(
             "lockstep: error: refusing to upgrade prefect-server from 3.5.2 to 3.8.3: that skips 2 release lines.
   rule: prefect-server upgrades one listed release line at a time (3.4 → 3.5 → 3.6 → 3.7 → 3.8)
@@ -84,11 +90,8 @@ fn a_refusal_of_a_skipped_line_names_the_bump_to_the_next_line() {
 /// the deployed release.
 #[test]
 fn the_bump_a_refusal_names_is_accepted() {
-    let dir = app_dir("bump-accepted", &[("lockstep.yaml", PINNED_3_5_2)]);
-    Test::new()
-        .current_dir(&dir)
-        .args(["bump", "--to", "3.6.0", "--config", "lockstep.yaml"])
-        .stderr("lockstep: pinned 3.5.2 → 3.6.0; ./lockstep.lock records 3.5.2 as deployed. Commit both files; the render now checks the step 3.5.2 → 3.6.0\n")
+    let (bump, dir) = bump_from_3_5_2("bump-accepted", "3.6.0");
+    bump.stderr("lockstep: pinned 3.5.2 → 3.6.0; ./lockstep.lock records 3.5.2 as deployed. Commit both files; the render now checks the step 3.5.2 → 3.6.0\n")
         .run();
     let read = |f: &str| std::fs::read_to_string(dir.join(f)).unwrap();
     assert_eq!(
@@ -296,19 +299,21 @@ fn argocd_help_lists_what_the_plugin_reads() {
     );
 }
 
+fn readme() -> String {
+    std::fs::read_to_string(repo().join("README.md")).unwrap()
+}
+
 #[test]
 fn the_readme_says_crds_are_included() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
     assert!(
-        readme.contains("--include-crds"),
+        readme().contains("--include-crds"),
         "README names --include-crds"
     );
 }
 
 #[test]
 fn the_readme_says_lockstep_documents_come_last() {
-    let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    assert!(readme.contains("writes its own documents after all of the\nchart's"));
+    assert!(readme().contains("writes its own documents after all of the\nchart's"));
 }
 
 /// The render of a chart with a `crds/` directory.
@@ -414,14 +419,7 @@ fn render_recorded(chart: &Path) -> (String, Vec<String>) {
         .env("HELM_BIN", helm)
         .arg("render")
         .arg(chart)
-        .args([
-            "-n",
-            "prefect",
-            "--from",
-            "3.7.8",
-            "--set",
-            "redis.enabled=true",
-        ])
+        .args(RENDER)
         .args(["--set", "backgroundServices.runAsSeparateDeployment=true"])
         .run();
     let calls = std::fs::read_to_string(&log).unwrap_or_default();
@@ -868,14 +866,7 @@ fn argocd_renders_a_repository_chart_named_in_lockstep_yaml() {
     let want = with_helm(4, &fresh("home"))
         .arg("render")
         .arg(&shared_repository().1)
-        .args([
-            "--release",
-            "prefect-server",
-            "-n",
-            "prefect",
-            "--from",
-            "3.7.8",
-        ])
+        .args("--release prefect-server -n prefect --from 3.7.8".split(' '))
         .args(["--set-string", "redis.enabled=true"])
         .run();
     assert_eq!(got, want.stdout);

@@ -30,6 +30,7 @@ pub struct Test {
     stderr: Option<String>,
     stderr_contains: Vec<String>,
     stderr_lacks: Vec<String>,
+    env_clear: bool,
 }
 
 /// What a run printed, for the checks a test makes beyond the builder's.
@@ -60,6 +61,7 @@ impl Test {
             stderr: None,
             stderr_contains: Vec::new(),
             stderr_lacks: Vec::new(),
+            env_clear: false,
         }
     }
 
@@ -98,6 +100,13 @@ impl Test {
 
     pub fn env_remove(mut self, k: impl AsRef<OsStr>) -> Test {
         self.env.push((k.as_ref().to_owned(), None));
+        self
+    }
+
+    /// Runs with only the variables the test sets with `.env(..)`, none of the defaults
+    /// above: for a front-end whose whole environment is the contract (argocd-cmp-server's).
+    pub fn env_clear(mut self) -> Test {
+        self.env_clear = true;
         self
     }
 
@@ -167,6 +176,9 @@ impl Test {
             .env("KUBECONFIG", home.join("no-kubeconfig"));
         for p in ["HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy"] {
             c.env(p, "http://127.0.0.1:9");
+        }
+        if self.env_clear {
+            c.env_clear();
         }
         for (k, v) in &self.env {
             match v {

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# tests/argocd-install/check.sh: offline test of lockstep's Argo CD install.
-#   1. kubectl kustomize tests/argocd-install (the component on a stand-in repo-server);
+# tests/argocd/install/check.sh: offline test of lockstep's Argo CD install.
+#   1. kubectl kustomize tests/argocd/install (the component on a stand-in repo-server);
 #   2. strict schema validation of that output and of examples/argocd/*.yaml
 #      (scripts/k8s-validate.sh; Applications are custom resources and get a note, not a
 #      schema: check.py checks them against plugin.yaml instead);
@@ -10,7 +10,7 @@
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd -P)"
-ROOT="$(cd "$HERE/../.." && pwd -P)"
+ROOT="$(cd "$HERE/../../.." && pwd -P)"
 
 KUBECTL="${KUBECTL:-}"
 if [[ -z "$KUBECTL" ]]; then
@@ -31,7 +31,7 @@ step() { # step NAME CMD...: one counted check
   else fail=$((fail + 1)); echo "FAIL - $name"; sed 's/^/       /' "$out/step.log"; fi
 }
 
-step "kubectl kustomize tests/argocd-install" \
+step "kubectl kustomize tests/argocd/install" \
   bash -c '"$1" kustomize "$2" >"$3"' _ "$KUBECTL" "$HERE" "$out/build.yaml"
 
 if [[ -x "$ROOT/scripts/k8s-validate.sh" ]]; then

@@ -3,7 +3,7 @@
 
 usage: check.py BUILD_OUTPUT.yaml
 
-BUILD_OUTPUT.yaml is `kubectl kustomize tests/argocd-install`. Checked:
+BUILD_OUTPUT.yaml is `kubectl kustomize tests/argocd/install`. Checked:
   - the build: the ConfigMap lockstep-cmp-plugin holding deploy/argocd/plugin.yaml as is, and
     the Deployment argocd-repo-server with its own containers, init container and volumes
     untouched plus the lockstep sidecar, its emptyDir and the ConfigMap volume;
@@ -20,7 +20,7 @@ import sys
 import yaml
 
 HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
+ROOT = HERE.parent.parent.parent
 PLUGIN_FILE = ROOT / "deploy" / "argocd" / "plugin.yaml"
 STANDIN_FILE = HERE / "argocd-repo-server.yaml"
 EXAMPLES = sorted((ROOT / "examples" / "argocd").glob("*.yaml"))
