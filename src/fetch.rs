@@ -17,6 +17,7 @@
 //! This module owns deciding where a chart is and getting it onto disk. It must not read
 //! the chart (`source` does) or render it (`render` does).
 
+use crate::private_dir::PrivateDir;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::io::Write;
@@ -125,7 +126,7 @@ pub fn check_version(
 /// A pulled chart: the `.tgz`, in a private directory removed on drop.
 #[derive(Debug)]
 pub struct Pulled {
-    _dir: TempDir,
+    _dir: PrivateDir,
     pub tgz: PathBuf,
 }
 
@@ -184,77 +185,39 @@ fn check(reference: &str, opts: &PullOptions) -> Result<()> {
 /// Pulls `reference` with helm into a private temporary directory.
 pub fn pull(helm: &Path, reference: &str, opts: &PullOptions) -> Result<Pulled> {
     check(reference, opts)?;
-    let dir = TempDir::new("lockstep-chart")?;
-    let dest = dir.0.join("chart");
+    let dir = PrivateDir::new("lockstep-chart", "the chart helm pulls")?;
+    let dest = dir.path().join("chart");
     std::fs::create_dir(&dest).with_context(|| format!("cannot create {}", dest.display()))?;
-    let user = username(opts);
-    let pw = password(opts)?;
-    if pw.is_some() != user.is_some() {
-        bail!("credentials need both a username (--username or LOCKSTEP_REPO_USERNAME) and a password (LOCKSTEP_REPO_PASSWORD or --password-file)");
-    }
+    let tls = tls_flags(opts);
     // Settings of helm's own that this pull must use: private ones when credentials are
     // given, so nothing is written to the user's helm configuration.
     let mut env: Vec<(&str, OsString)> = Vec::new();
-    let mut target = reference.to_owned();
-    let mut tls: Vec<OsString> = Vec::new();
-    if let Some(ca) = &opts.ca_file {
-        let mut a = OsString::from("--ca-file=");
-        a.push(ca.as_os_str());
-        tls.push(a);
-    }
-    if opts.insecure_skip_tls_verify {
-        tls.push("--insecure-skip-tls-verify".into());
-    }
     let mut args: Vec<OsString> = vec!["pull".into()];
-    match (&user, &pw) {
-        (Some(user), Some(pw)) if reference.starts_with("oci://") => {
-            env.push(("HELM_REGISTRY_CONFIG", dir.0.join("registry.json").into()));
-            let host = reference["oci://".len()..]
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .to_owned();
-            let mut login: Vec<OsString> = vec![
-                "registry".into(),
-                "login".into(),
-                host.into(),
-                format!("--username={user}").into(),
-                "--password-stdin".into(),
-            ];
-            login.extend(tls.iter().cloned());
-            if opts.plain_http || opts.insecure_skip_tls_verify {
-                login.push("--insecure".into());
-            }
-            with_stdin(helm, &login, &env, pw, "helm registry login")?;
+    match credentials(opts)? {
+        Some((user, pw)) if reference.starts_with("oci://") => {
+            env.push((
+                "HELM_REGISTRY_CONFIG",
+                dir.path().join("registry.json").into(),
+            ));
+            registry_login(helm, reference, opts, (&user, &pw), &tls, &env)?;
+            args.push(reference.into());
         }
-        (Some(user), Some(pw)) => {
-            let Some(url) = &opts.repo else {
-                bail!("credentials are for --repo URL and oci:// charts: a repository added with `helm repo add` uses the credentials stored with it");
-            };
+        Some((user, pw)) => {
             env.push((
                 "HELM_REPOSITORY_CONFIG",
-                dir.0.join("repositories.yaml").into(),
+                dir.path().join("repositories.yaml").into(),
             ));
-            env.push(("HELM_REPOSITORY_CACHE", dir.0.join("cache").into()));
-            let mut add: Vec<OsString> = vec![
-                "repo".into(),
-                "add".into(),
-                "lockstep-pull".into(),
-                url.into(),
-                format!("--username={user}").into(),
-                "--password-stdin".into(),
-            ];
-            add.extend(tls.iter().cloned());
-            with_stdin(helm, &add, &env, pw, "helm repo add")?;
-            target = format!("lockstep-pull/{reference}");
+            env.push(("HELM_REPOSITORY_CACHE", dir.path().join("cache").into()));
+            repo_add(helm, opts, (&user, &pw), &tls, &env)?;
+            args.push(format!("lockstep-pull/{reference}").into());
         }
-        _ => {
+        None => {
             if let Some(url) = &opts.repo {
                 args.push(format!("--repo={url}").into());
             }
+            args.push(reference.into());
         }
     }
-    args.push(target.into());
     args.push({
         let mut d = OsString::from("--destination=");
         d.push(dest.as_os_str());
@@ -267,8 +230,100 @@ pub fn pull(helm: &Path, reference: &str, opts: &PullOptions) -> Result<Pulled> 
     if opts.plain_http {
         args.push("--plain-http".into());
     }
+    run_pull(helm, &args, &env, reference, opts)?;
+    Ok(Pulled {
+        tgz: the_one_tgz(&dest, reference)?,
+        _dir: dir,
+    })
+}
+
+/// The user name and password, both or neither.
+fn credentials(opts: &PullOptions) -> Result<Option<(String, String)>> {
+    match (username(opts), password(opts)?) {
+        (Some(user), Some(pw)) => Ok(Some((user, pw))),
+        (None, None) => Ok(None),
+        _ => bail!("credentials need both a username (--username or LOCKSTEP_REPO_USERNAME) and a password (LOCKSTEP_REPO_PASSWORD or --password-file)"),
+    }
+}
+
+/// `--ca-file` and `--insecure-skip-tls-verify`, as every helm command of the pull takes them.
+fn tls_flags(opts: &PullOptions) -> Vec<OsString> {
+    let mut tls: Vec<OsString> = Vec::new();
+    if let Some(ca) = &opts.ca_file {
+        let mut a = OsString::from("--ca-file=");
+        a.push(ca.as_os_str());
+        tls.push(a);
+    }
+    if opts.insecure_skip_tls_verify {
+        tls.push("--insecure-skip-tls-verify".into());
+    }
+    tls
+}
+
+/// `helm registry login` to the registry of an oci:// reference, the password on stdin.
+fn registry_login(
+    helm: &Path,
+    reference: &str,
+    opts: &PullOptions,
+    user: (&str, &str),
+    tls: &[OsString],
+    env: &[(&str, OsString)],
+) -> Result<()> {
+    let host = reference["oci://".len()..]
+        .split('/')
+        .next()
+        .unwrap_or_default();
+    let mut flags = tls.to_vec();
+    if opts.plain_http || opts.insecure_skip_tls_verify {
+        flags.push("--insecure".into());
+    }
+    let command = ["registry", "login", host];
+    log_in(helm, &command, user, &flags, env, "helm registry login")
+}
+
+/// `helm repo add lockstep-pull URL` into the private repository configuration, the
+/// password on stdin.
+fn repo_add(
+    helm: &Path,
+    opts: &PullOptions,
+    user: (&str, &str),
+    tls: &[OsString],
+    env: &[(&str, OsString)],
+) -> Result<()> {
+    let Some(url) = &opts.repo else {
+        bail!("credentials are for --repo URL and oci:// charts: a repository added with `helm repo add` uses the credentials stored with it");
+    };
+    let command = ["repo", "add", "lockstep-pull", url.as_str()];
+    log_in(helm, &command, user, tls, env, "helm repo add")
+}
+
+/// Runs the helm `command` that stores credentials, the user as a flag and the password
+/// on stdin, then `flags`.
+fn log_in(
+    helm: &Path,
+    command: &[&str],
+    (user, pw): (&str, &str),
+    flags: &[OsString],
+    env: &[(&str, OsString)],
+    what: &str,
+) -> Result<()> {
+    let mut args: Vec<OsString> = command.iter().map(OsString::from).collect();
+    args.push(format!("--username={user}").into());
+    args.push("--password-stdin".into());
+    args.extend(flags.iter().cloned());
+    with_stdin(helm, &args, env, pw, what)
+}
+
+/// Runs `helm pull`; its failure says what to check.
+fn run_pull(
+    helm: &Path,
+    args: &[OsString],
+    env: &[(&str, OsString)],
+    reference: &str,
+    opts: &PullOptions,
+) -> Result<()> {
     let out = Command::new(helm)
-        .args(&args)
+        .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .output()
@@ -285,7 +340,12 @@ pub fn pull(helm: &Path, reference: &str, opts: &PullOptions) -> Result<Pulled> 
             fix_for(reference, opts)
         );
     }
-    let mut tgzs: Vec<PathBuf> = std::fs::read_dir(&dest)
+    Ok(())
+}
+
+/// The packaged chart `helm pull` left in `dest`: exactly one.
+fn the_one_tgz(dest: &Path, reference: &str) -> Result<PathBuf> {
+    let mut tgzs: Vec<PathBuf> = std::fs::read_dir(dest)
         .with_context(|| format!("cannot read {}", dest.display()))?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "tgz"))
@@ -296,10 +356,7 @@ pub fn pull(helm: &Path, reference: &str, opts: &PullOptions) -> Result<Pulled> 
             tgzs.len()
         );
     }
-    Ok(Pulled {
-        tgz: tgzs.pop().expect("one"),
-        _dir: dir,
-    })
+    Ok(tgzs.pop().expect("one"))
 }
 
 fn fix_for(reference: &str, opts: &PullOptions) -> &'static str {
@@ -341,42 +398,6 @@ fn with_stdin(
         );
     }
     Ok(())
-}
-
-/// A private directory (mode 0700) removed when dropped.
-#[derive(Debug)]
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(prefix: &str) -> Result<TempDir> {
-        let base = std::env::temp_dir();
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        for n in 0..100u32 {
-            let p = base.join(format!("{prefix}-{}-{nanos}-{n}", std::process::id()));
-            let mut b = std::fs::DirBuilder::new();
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            match b.create(&p) {
-                Ok(()) => return Ok(TempDir(p)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!("cannot create a temporary directory in {}", base.display())
-                    })
-                }
-            }
-        }
-        bail!("cannot create a temporary directory in {}", base.display())
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[cfg(test)]

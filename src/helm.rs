@@ -33,6 +33,7 @@
 //! This module owns talking to helm. It must not interpret what helm prints
 //! beyond success and failure: `stream` splits the output.
 
+use crate::private_dir::PrivateDir;
 use anyhow::{bail, Context, Result};
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -200,75 +201,6 @@ pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
     }
 }
 
-/// A directory only this user can enter, removed with everything in it when dropped.
-struct PrivateDir(PathBuf);
-
-impl PrivateDir {
-    fn new() -> Result<PrivateDir> {
-        use std::sync::atomic::{AtomicUsize, Ordering};
-        static N: AtomicUsize = AtomicUsize::new(0);
-        let base = std::env::temp_dir();
-        for _ in 0..16 {
-            let nanos = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.subsec_nanos());
-            let dir = base.join(format!(
-                "lockstep-values-{}-{}-{nanos:x}",
-                std::process::id(),
-                N.fetch_add(1, Ordering::Relaxed)
-            ));
-            let mut b = std::fs::DirBuilder::new();
-            #[cfg(unix)]
-            std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-            match b.create(&dir) {
-                Ok(()) => return Ok(PrivateDir(dir)),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(e) => {
-                    return Err(e).with_context(|| {
-                        format!(
-                            "cannot create a private directory in {} for the values given to helm",
-                            base.display()
-                        )
-                    })
-                }
-            }
-        }
-        bail!(
-            "cannot create a private directory in {} for the values given to helm",
-            base.display()
-        )
-    }
-
-    /// Writes `text` to a new file `name` in it, readable by this user only.
-    fn write(&self, name: &str, text: &str) -> Result<PathBuf> {
-        use std::io::Write;
-        let path = self.0.join(name);
-        let mut o = std::fs::OpenOptions::new();
-        o.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
-        let mut f = o.open(&path).with_context(|| {
-            format!(
-                "cannot write the values given to helm into {}",
-                path.display()
-            )
-        })?;
-        f.write_all(text.as_bytes()).with_context(|| {
-            format!(
-                "cannot write the values given to helm into {}",
-                path.display()
-            )
-        })?;
-        Ok(path)
-    }
-}
-
-impl Drop for PrivateDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Starts helm with `args`, its stdout and stderr captured.
 pub fn start(helm: &Path, args: &[OsString], what: &'static str) -> Result<Running> {
     spawn(Command::new(helm), helm, args, what)
@@ -399,8 +331,8 @@ pub fn template(helm: &Path, args: &TemplateArgs) -> Result<Running> {
         return Ok(running);
     }
     let (yaml, secrets) = set_values_yaml(&args.set, &args.set_string)?;
-    let dir = PrivateDir::new()?;
-    let file = dir.write("set-values.yaml", &yaml)?;
+    let dir = PrivateDir::new("lockstep-values", "the values given to helm")?;
+    let file = dir.write("set-values.yaml", &yaml, "the values given to helm")?;
     let mut plain = args.clone();
     plain.set.clear();
     plain.set_string.clear();

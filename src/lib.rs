@@ -29,6 +29,7 @@ pub mod helm;
 pub mod helm_plugin;
 pub mod inject;
 pub mod locate;
+pub mod private_dir;
 pub mod profile;
 pub mod settings;
 pub mod source;

@@ -431,12 +431,18 @@ pub enum ValuesRule {
         why: String,
     },
     /// When `when` is true in the values, `path` must be set (to `value`, ideally).
-    Required {
-        path: String,
-        when: String,
-        value: String,
-        why: String,
-    },
+    Required(RequiredRule),
+}
+
+/// A values key a release requires when another one is true: the gate checks it, `plan`
+/// describes it and `values migrate` sets it, each from this one type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RequiredRule {
+    pub path: String,
+    pub when: String,
+    pub value: String,
+    pub why: String,
 }
 
 impl Profile {
@@ -451,7 +457,23 @@ impl Profile {
         Ok(profile)
     }
 
+    /// Checks what serde cannot: names, commands, release lines, keys. The checks run in
+    /// this order, so the first problem reported is always the same one.
     fn check(&self) -> Result<()> {
+        self.check_steps()?;
+        self.check_releases()?;
+        for key in self.job.pod_annotations.keys() {
+            if !crate::guard::qualified_name(key) {
+                bail!(
+                    "job.podAnnotations key {key:?} is not a valid annotation key ([PREFIX/]NAME: NAME at most 63 of a-z, A-Z, 0-9, '.', '_', '-', PREFIX a DNS subdomain)"
+                );
+            }
+        }
+        self.check_jumps_and_stops()
+    }
+
+    /// Migrations and post-rollout steps: named, unique, with a command.
+    fn check_steps(&self) -> Result<()> {
         if self.migrations.is_empty() {
             bail!("declares no migrations: add at least one under `migrations:`");
         }
@@ -482,6 +504,11 @@ impl Profile {
                     .with_context(|| format!("migration {:?}: runs.image", m.name))?;
             }
         }
+        Ok(())
+    }
+
+    /// Release lines and their one-time steps.
+    fn check_releases(&self) -> Result<()> {
         for l in &self.releases.lines {
             let (_, minor) = parse_line(&l.line)
                 .with_context(|| format!("release line {:?} must be MAJOR.MINOR", l.line))?;
@@ -504,13 +531,11 @@ impl Profile {
                 }
             }
         }
-        for key in self.job.pod_annotations.keys() {
-            if !crate::guard::qualified_name(key) {
-                bail!(
-                    "job.podAnnotations key {key:?} is not a valid annotation key ([PREFIX/]NAME: NAME at most 63 of a-z, A-Z, 0-9, '.', '_', '-', PREFIX a DNS subdomain)"
-                );
-            }
-        }
+        Ok(())
+    }
+
+    /// Jumps name release lines, hard stops name versions, and a catalog lists lines.
+    fn check_jumps_and_stops(&self) -> Result<()> {
         for j in &self.releases.jumps {
             for l in [&j.from, &j.to] {
                 parse_line(l).with_context(|| {

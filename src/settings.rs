@@ -230,23 +230,45 @@ impl Inputs {
             .iter()
             .find_map(|&src| get(self.layer(src)).map(|v| (src, v)))
     }
+}
 
-    fn value<T>(&self, setting: Setting, get: impl Fn(Layer) -> Option<T>) -> Option<T> {
-        self.pick(setting, get).map(|(_, v)| v)
+/// Picks values by [`PRECEDENCE`] and remembers which source each came from.
+struct Picker<'a> {
+    inputs: &'a Inputs,
+    won: Vec<(Setting, Source)>,
+}
+
+impl Picker<'_> {
+    fn value<T>(&mut self, setting: Setting, get: impl Fn(Layer) -> Option<T>) -> Option<T> {
+        let (source, value) = self.inputs.pick(setting, get)?;
+        self.won.push((setting, source));
+        Some(value)
     }
 }
 
 /// Applies [`PRECEDENCE`] to what a front-end gathered; notes say what was chosen
 /// where a user would otherwise wonder (the Helm plugin's first-install phase).
 pub fn resolve(inputs: Inputs, notes: &mut Vec<String>) -> Result<Request> {
+    resolve_traced(inputs, notes).map(|(request, _)| request)
+}
+
+/// [`resolve`], and which source gave each setting that has a value.
+fn resolve_traced(
+    inputs: Inputs,
+    notes: &mut Vec<String>,
+) -> Result<(Request, Vec<(Setting, Source)>)> {
     use Setting as S;
-    let release = inputs.value(S::Release, |l| l.release);
+    let mut p = Picker {
+        inputs: &inputs,
+        won: Vec::new(),
+    };
+    let release = p.value(S::Release, |l| l.release);
     if let Some(name) = &release {
         if let Some(problem) = release_name_problem(name) {
             bail!("{problem}. Pass a valid --release");
         }
     }
-    let profile = match inputs.value(S::Profile, |l| l.profile) {
+    let profile = match p.value(S::Profile, |l| l.profile) {
         Some(spec) => Some(match &inputs.profile_base {
             Some((root, dir)) if profile::built_in(&spec).is_none() => {
                 config::inside(root, dir, &spec, "profile file")?
@@ -257,7 +279,7 @@ pub fn resolve(inputs: Inputs, notes: &mut Vec<String>) -> Result<Request> {
         }),
         None => None,
     };
-    let from = inputs.value(S::From, |l| l.from);
+    let from = p.value(S::From, |l| l.from);
     if let (Some(c), Some(f)) = (&inputs.cluster, &inputs.flags.from) {
         let fv = crate::gate::parse_version(f)
             .ok_or_else(|| anyhow!("--from {f:?} is not a version (e.g. 0.8.2)"))?;
@@ -271,28 +293,29 @@ pub fn resolve(inputs: Inputs, notes: &mut Vec<String>) -> Result<Request> {
             );
         }
     }
-    let phase = match inputs.value(S::Phase, |l| l.phase) {
+    let phase = match p.value(S::Phase, |l| l.phase) {
         Some(p) => p,
         None => default_phase(&inputs, from.is_none(), release.as_deref(), notes),
     };
-    let revisions = inputs
+    let revisions = p
         .value(S::DowngradeRevisions, |l| l.downgrade_revisions)
         .unwrap_or_default();
     let mut req = Request::new(inputs.input.clone());
     req.release = release;
-    req.namespace = inputs.value(S::Namespace, |l| l.namespace);
+    req.namespace = p.value(S::Namespace, |l| l.namespace);
     req.profile = profile;
-    req.api_workload = inputs.value(S::ApiWorkload, |l| l.api_workload);
+    req.api_workload = p.value(S::ApiWorkload, |l| l.api_workload);
     req.phase = phase;
-    req.job_template = inputs.value(S::JobTemplate, |l| l.job_template);
-    req.gate_image = inputs.value(S::GateImage, |l| l.gate_image);
+    req.job_template = p.value(S::JobTemplate, |l| l.job_template);
+    req.gate_image = p.value(S::GateImage, |l| l.gate_image);
     req.from = from;
-    req.from_image = inputs.value(S::FromImage, |l| l.from_image);
-    req.allow_downgrade = inputs.value(S::AllowDowngrade, |l| l.allow_downgrade) == Some(true);
-    req.force_migrations = inputs.value(S::ForceMigrations, |l| l.force_migrations) == Some(true);
+    req.from_image = p.value(S::FromImage, |l| l.from_image);
+    req.allow_downgrade = p.value(S::AllowDowngrade, |l| l.allow_downgrade) == Some(true);
+    req.force_migrations = p.value(S::ForceMigrations, |l| l.force_migrations) == Some(true);
     req.downgrade_revisions = parse_downgrade_revisions(&revisions)?;
+    let won = p.won;
     req.repository = inputs.repository;
-    Ok(req)
+    Ok((req, won))
 }
 
 /// The phase when no source names one: presync, except for a first install by the Helm
@@ -422,7 +445,8 @@ pub(crate) fn release_field(profile: &Profile, f: ReleaseFields) -> (&'static st
 mod tests {
     use super::*;
 
-    /// Every source a front-end gathers, each with its own value for every setting.
+    /// Every source a front-end gathers, each with a value for every setting (its own
+    /// where the form allows; `from` agrees with the cluster's 1.0.0, or resolve refuses).
     fn full(front_end: FrontEnd, sources: &[Source]) -> Inputs {
         let mut i = Inputs::new(front_end, Input::Stream(String::new().into()));
         for &s in sources {
@@ -435,7 +459,7 @@ mod tests {
                 phase: Some(Phase::Sync),
                 job_template: Some(PathBuf::from(&tag)),
                 gate_image: Some(tag.clone()),
-                from: Some(tag.clone()),
+                from: Some("1.0.0".into()),
                 from_image: Some(tag.clone()),
                 allow_downgrade: Some(true),
                 force_migrations: Some(true),
@@ -472,22 +496,12 @@ mod tests {
         ),
     ];
 
-    fn winner(i: &Inputs, s: Setting) -> Option<Source> {
-        use Setting as S;
-        match s {
-            S::Release => i.pick(s, |l| l.release).map(|p| p.0),
-            S::Namespace => i.pick(s, |l| l.namespace).map(|p| p.0),
-            S::Profile => i.pick(s, |l| l.profile).map(|p| p.0),
-            S::ApiWorkload => i.pick(s, |l| l.api_workload).map(|p| p.0),
-            S::Phase => i.pick(s, |l| l.phase).map(|p| p.0),
-            S::JobTemplate => i.pick(s, |l| l.job_template).map(|p| p.0),
-            S::GateImage => i.pick(s, |l| l.gate_image).map(|p| p.0),
-            S::From => i.pick(s, |l| l.from).map(|p| p.0),
-            S::FromImage => i.pick(s, |l| l.from_image).map(|p| p.0),
-            S::AllowDowngrade => i.pick(s, |l| l.allow_downgrade).map(|p| p.0),
-            S::ForceMigrations => i.pick(s, |l| l.force_migrations).map(|p| p.0),
-            S::DowngradeRevisions => i.pick(s, |l| l.downgrade_revisions).map(|p| p.0),
-        }
+    /// The source `resolve` took `setting` from.
+    fn winner(i: &Inputs, setting: Setting) -> Option<Source> {
+        let (_, won) = resolve_traced(i.clone(), &mut Vec::new()).expect("resolves");
+        won.iter()
+            .find(|(s, _)| *s == setting)
+            .map(|&(_, source)| source)
     }
 
     /// For each setting and front-end: with every source present the table's first wins;

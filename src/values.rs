@@ -13,7 +13,7 @@
 
 use crate::config::{self, Lock};
 use crate::gate::{self, Step};
-use crate::profile::{self, Line, ValuesRule};
+use crate::profile::{self, Line, RequiredRule, ValuesRule};
 use anyhow::{anyhow, bail, Context, Result};
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeSet;
@@ -198,12 +198,7 @@ pub fn rewrite(text: &str, steps: &[Step], name: &str) -> Result<Rewritten> {
             match rule {
                 ValuesRule::Moved { from, to } => r.moved((si, ri), &label, from, to)?,
                 ValuesRule::Removed { path, fix } => r.removed(&label, path, fix)?,
-                ValuesRule::Required {
-                    path,
-                    when,
-                    value,
-                    why,
-                } => r.required(&label, path, when, value, why)?,
+                ValuesRule::Required(rule) => r.required(&label, rule)?,
                 // Which command replaces a probe is not the editor's to decide:
                 // the check below lists every hit.
                 ValuesRule::Forbidden { .. } => {}
@@ -304,14 +299,13 @@ impl Rewriter<'_> {
 
     /// `path` required (as `value`) when `when` is true: set beside `when`; when
     /// `when` is not set, left to the user.
-    fn required(
-        &mut self,
-        label: &str,
-        path: &str,
-        when: &str,
-        value: &str,
-        why: &str,
-    ) -> Result<()> {
+    fn required(&mut self, label: &str, rule: &RequiredRule) -> Result<()> {
+        let RequiredRule {
+            path,
+            when,
+            value,
+            why,
+        } = rule;
         let name = self.name;
         if gate::get(&self.expected, path).is_some() {
             return Ok(());

@@ -97,16 +97,10 @@ pub fn describe_rule(rule: &ValuesRule) -> String {
         ValuesRule::Forbidden { path, word, why } => {
             format!("`{path}` must not run `{word}`: {why}")
         }
-        ValuesRule::Required {
-            path,
-            when,
-            value,
-            why,
-        } => {
-            format!(
-                "when `{when}` is true, set `{path}` (to `{value}` for an existing install): {why}"
-            )
-        }
+        ValuesRule::Required(r) => format!(
+            "when `{}` is true, set `{}` (to `{}` for an existing install): {}",
+            r.when, r.path, r.value, r.why
+        ),
     }
 }
 

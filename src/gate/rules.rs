@@ -78,18 +78,16 @@ pub(super) fn check_rule(
                 )
             })
         }
-        ValuesRule::Required {
-            path,
-            when,
-            value,
-            why,
-        } => {
-            let on = matches!(get(effective, when), Some(Value::Bool(true)))
-                || get(effective, when).and_then(Value::as_str) == Some("true");
-            (on && get(values, path).is_none()).then(|| {
+        ValuesRule::Required(r) => {
+            let on = matches!(get(effective, &r.when), Some(Value::Bool(true)))
+                || get(effective, &r.when).and_then(Value::as_str) == Some("true");
+            (on && get(values, &r.path).is_none()).then(|| {
                 (
-                    format!("`{path}` is not set while `{when}` is true: {why}"),
-                    format!("set `{path}: {value}`"),
+                    format!(
+                        "`{}` is not set while `{}` is true: {}",
+                        r.path, r.when, r.why
+                    ),
+                    format!("set `{}: {}`", r.path, r.value),
                 )
             })
         }

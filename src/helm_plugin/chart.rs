@@ -7,7 +7,7 @@
 use super::args::{helm_flags, Behaviour, Invocation};
 use super::cluster::Connection;
 use super::{build_request, usage};
-use crate::fetch::TempDir;
+use crate::private_dir::PrivateDir;
 use crate::{exit, gate, helm, stream};
 use anyhow::{anyhow, Context, Result};
 use std::ffi::OsString;
@@ -170,8 +170,8 @@ pub(crate) fn deploy(helm: &Path, inv: &Invocation, notes: &mut Vec<String>) -> 
         &["show".into(), "chart".into(), chart_abs.into_os_string()],
         "helm show chart",
     )?;
-    let tmp = TempDir::new("lockstep-helm")?;
-    let chart_dir = write_chart(&tmp.0, &chart_yaml, &stream)?;
+    let tmp = PrivateDir::new("lockstep-helm", "the chart helm installs")?;
+    let chart_dir = write_chart(tmp.path(), &chart_yaml, &stream)?;
 
     let mut args: Vec<OsString> = vec![
         cmd.name().into(),
