@@ -274,18 +274,9 @@ fn chart_input(
         .map(|v| config::inside(root, cwd, v, "values file"))
         .collect::<Result<Vec<_>>>()?;
     let params = p.maps.get("helm-parameters");
-    let mut set_string: Vec<String> = Vec::new();
-    for (k, v) in &cfg.set {
-        // A helm parameter of the same key wins over lockstep.yaml: helm applies every
-        // --set-string after every --set, so the config's entry must not be passed at all.
-        if params.is_some_and(|m| m.contains_key(k)) {
-            continue;
-        }
-        set_string.push(format!(
-            "{k}={}",
-            crate::source::escape_set_value(&cfg.expand(v)?)
-        ));
-    }
+    // A helm parameter of the same key wins over lockstep.yaml: helm applies every
+    // --set-string after every --set, so the config's entry must not be passed at all.
+    let set_string = cfg.set_strings(|k| params.is_some_and(|m| m.contains_key(k)))?;
     let mut set = Vec::new();
     for (k, v) in params.into_iter().flatten() {
         // Checked here, naming only the key: later errors quote the whole `key=value`, and a

@@ -110,6 +110,28 @@ impl AppConfig {
         Ok(Some(ChartSource::Path(inside(root, dir, &chart, "chart")?)))
     }
 
+    /// The values files, each resolved inside the repository `root` from the app's `dir`.
+    pub fn values_in(&self, root: &Path, dir: &Path) -> Result<Vec<PathBuf>> {
+        self.values
+            .iter()
+            .map(|v| inside(root, dir, v, "values file"))
+            .collect()
+    }
+
+    /// `set` as helm `--set-string KEY=VALUE` arguments, `{version}` expanded and the value
+    /// escaped (a comma in it starts no other key); keys `skip` says another source gives
+    /// are left out.
+    pub fn set_strings(&self, skip: impl Fn(&str) -> bool) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for (k, v) in self.set.iter().filter(|(k, _)| !skip(k)) {
+            out.push(format!(
+                "{k}={}",
+                crate::source::escape_set_value(&self.expand(v)?)
+            ));
+        }
+        Ok(out)
+    }
+
     /// Replaces `{version}` with the pinned version.
     pub fn expand(&self, s: &str) -> Result<String> {
         if !s.contains("{version}") {

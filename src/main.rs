@@ -450,19 +450,10 @@ fn render_request(args: Box<RenderArgs>) -> Result<(Request, Option<lockstep::fe
                 .chart_source(&root, &dir)?
                 .ok_or_else(|| anyhow!("lockstep.yaml names no `chart`"))?;
         }
-        let mut values = Vec::new();
-        for v in &cfg.values {
-            values.push(config::inside(&root, &dir, v, "values file")?);
-        }
+        let mut values = cfg.values_in(&root, &dir)?;
         values.append(&mut chart.values);
         chart.values = values;
-        let mut sets: Vec<String> = Vec::new();
-        for (k, v) in &cfg.set {
-            sets.push(format!(
-                "{k}={}",
-                lockstep::source::escape_set_value(&cfg.expand(v)?)
-            ));
-        }
+        let mut sets = cfg.set_strings(|_| false)?;
         sets.append(&mut chart.set_string);
         chart.set_string = sets;
     }
