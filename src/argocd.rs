@@ -63,7 +63,7 @@ pub enum Step {
 }
 
 /// The environment Argo CD gives a plugin command (a snapshot, for tests).
-pub type Env = BTreeMap<String, String>;
+pub(crate) type Env = BTreeMap<String, String>;
 
 pub fn main(cmd: Step, out: &mut dyn Write, notes: &mut Vec<String>) -> Result<()> {
     let env: Env = std::env::vars().collect();
@@ -154,14 +154,17 @@ fn checkout_root(cwd: &Path, env: &Env) -> PathBuf {
 
 /// The release name from `ARGOCD_APP_NAME`, which is `<namespace>_<name>` for
 /// Applications outside Argo CD's own namespace.
-pub fn release_from_app_name(app: &str) -> String {
+pub(crate) fn release_from_app_name(app: &str) -> String {
     app.rsplit_once('_').map_or(app, |(_, n)| n).to_owned()
 }
 
 /// Builds the request from parameters, env, lockstep.yaml, lockstep.lock and what Argo CD
 /// sets ([`settings::resolve`] applies the precedence); with the pulled chart, when
 /// lockstep.yaml names one helm fetches (keep it while the request is used).
-pub fn build_request(cwd: &Path, env: &Env) -> Result<(Request, Option<crate::fetch::Pulled>)> {
+pub(crate) fn build_request(
+    cwd: &Path,
+    env: &Env,
+) -> Result<(Request, Option<crate::fetch::Pulled>)> {
     let root = checkout_root(cwd, env);
     let cfg_path = cwd.join(config::CONFIG_FILE);
     // A symlink counts as there (and must then stay inside the repository).

@@ -60,7 +60,7 @@ impl AppConfig {
     }
 
     /// Reads `path`, which must resolve inside `root`; checks what it says.
-    pub fn load_in(root: &Path, path: &Path) -> Result<AppConfig> {
+    pub(crate) fn load_in(root: &Path, path: &Path) -> Result<AppConfig> {
         let text = read_inside(root, path, "the app config")?;
         let cfg: AppConfig = crate::guard::yaml(&text, &path.display().to_string())
             .context("not a valid lockstep config (fields: chart, repo, chartVersion, version, release, namespace, profile, values, set, phase, apiWorkload, gateImage)")?;
@@ -133,7 +133,7 @@ impl AppConfig {
     }
 
     /// Replaces `{version}` with the pinned version.
-    pub fn expand(&self, s: &str) -> Result<String> {
+    pub(crate) fn expand(&self, s: &str) -> Result<String> {
         if !s.contains("{version}") {
             return Ok(s.to_owned());
         }
@@ -181,7 +181,7 @@ impl Lock {
     }
 
     /// Reads `path` when it exists; it must resolve inside `root`.
-    pub fn load_in(root: &Path, path: &Path) -> Result<Option<Lock>> {
+    pub(crate) fn load_in(root: &Path, path: &Path) -> Result<Option<Lock>> {
         if std::fs::symlink_metadata(path).is_err() {
             return Ok(None);
         }
@@ -232,7 +232,7 @@ fn root_of(path: &Path) -> Result<PathBuf> {
 /// Reads a file lockstep itself opens (`lockstep.yaml`, `lockstep.lock`): it is
 /// resolved first, and a path (a symlink) leading outside `root` is refused before a
 /// byte is read. Errors never carry the file's text.
-pub fn read_inside(root: &Path, path: &Path, what: &str) -> Result<String> {
+pub(crate) fn read_inside(root: &Path, path: &Path, what: &str) -> Result<String> {
     let root = root
         .canonicalize()
         .with_context(|| format!("cannot resolve the repository root {}", root.display()))?;
@@ -262,7 +262,7 @@ pub fn enclosing_repository(dir: &Path) -> PathBuf {
 
 /// Resolves a user-given relative path against `base`, refusing anything that
 /// leaves `root`: absolute paths, `..` escapes, and symlinks pointing out.
-pub fn inside(root: &Path, base: &Path, user: &str, what: &str) -> Result<PathBuf> {
+pub(crate) fn inside(root: &Path, base: &Path, user: &str, what: &str) -> Result<PathBuf> {
     let p = Path::new(user);
     if p.is_absolute()
         || p.components()

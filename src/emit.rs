@@ -15,7 +15,7 @@ use crate::stream::Stream;
 use anyhow::Result;
 use std::io::Write;
 
-pub fn write(stream: &Stream, injection: &Injection, out: &mut impl Write) -> Result<()> {
+pub(crate) fn write(stream: &Stream, injection: &Injection, out: &mut impl Write) -> Result<()> {
     let mut ends_with_newline = true;
     // Untouched input not written yet: a range of `stream.text`.
     let mut run = 0..0;

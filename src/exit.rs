@@ -2,13 +2,13 @@
 //! other than [`ERROR`]: the library returns them, only `main` exits.
 
 pub const OK: i32 = 0;
-pub const ERROR: i32 = 1;
+pub(crate) const ERROR: i32 = 1;
 pub const USAGE: i32 = 2;
-pub const GATE: i32 = 3;
+pub(crate) const GATE: i32 = 3;
 
 /// A command line lockstep cannot run (exit 2); the message is shown as it is.
 #[derive(Debug)]
-pub struct Usage(pub String);
+pub(crate) struct Usage(pub String);
 
 /// A tool lockstep handed the terminal to (helm install|upgrade) failed: its messages
 /// are shown already, and lockstep exits with its code.

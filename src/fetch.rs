@@ -43,7 +43,7 @@ pub struct PullOptions {
 
 /// Where a chart argument points.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
+pub(crate) enum Location {
     /// A directory or a file on disk.
     Local(PathBuf),
     /// Something helm pulls: `oci://...`, `REPO/CHART`, or a name in `--repo`.
@@ -53,7 +53,7 @@ pub enum Location {
 /// Where `chart` is, as helm decides it: `oci://` and `--repo` always pull; an existing
 /// path is local; `NAME/CHART` that is not on disk is a repository chart; anything else
 /// is a local path (that may not exist: reading it says so).
-pub fn locate(chart: &str, opts: &PullOptions) -> Location {
+pub(crate) fn locate(chart: &str, opts: &PullOptions) -> Location {
     if chart.starts_with("oci://") || opts.repo.is_some() {
         return Location::Remote(chart.to_owned());
     }
@@ -183,7 +183,7 @@ fn check(reference: &str, opts: &PullOptions) -> Result<()> {
 }
 
 /// Pulls `reference` with helm into a private temporary directory.
-pub fn pull(helm: &Path, reference: &str, opts: &PullOptions) -> Result<Pulled> {
+pub(crate) fn pull(helm: &Path, reference: &str, opts: &PullOptions) -> Result<Pulled> {
     check(reference, opts)?;
     let dir = PrivateDir::new("lockstep-chart", "the chart helm pulls")?;
     let dest = dir.path().join("chart");

@@ -21,12 +21,13 @@ mod rules;
 mod tests;
 mod version;
 
-pub use path::predecessors;
+pub(crate) use path::predecessors;
 use path::{
     info, line_text, listed, ordered_lines, release_to_name, rule_text, split_line, walk, Node,
 };
 pub use plan::{describe_rule, plan, Plan, PlanStop};
-pub use rules::{check_values, check_values_with, get, has_key, Finding};
+pub use rules::{check_values, check_values_with, Finding};
+pub(crate) use rules::{get, has_key};
 pub use version::{key, line_of, parse_release, parse_version, Key, Range, MAX};
 
 /// The gate said no: exit code 3, nothing on stdout.
@@ -72,7 +73,7 @@ pub struct Admission {
 
 impl Admission {
     /// The ranges for people: `0.8.x, 1.2.0`.
-    pub fn describe_ranges(&self) -> String {
+    pub(crate) fn describe_ranges(&self) -> String {
         self.from_ranges
             .iter()
             .map(Range::describe)
@@ -80,7 +81,7 @@ impl Admission {
             .join(", ")
     }
     /// The ranges for the gate script.
-    pub fn script_ranges(&self) -> String {
+    pub(crate) fn script_ranges(&self) -> String {
         self.from_ranges
             .iter()
             .map(Range::script)
@@ -101,7 +102,7 @@ pub fn admit(
 }
 
 /// [`admit`] for a target that may float (`3.9`: any 3.9.x).
-pub fn admit_release(
+pub(crate) fn admit_release(
     profile: &Profile,
     chart: &str,
     from: Option<&Version>,
@@ -265,7 +266,7 @@ fn crossed(profile: &Profile, from: &Version, to: &Version) -> Result<Vec<Step>,
 
 /// Every step from `from` up to `to`, legal or not (what `lockstep values migrate`
 /// walks); empty when both are on one line. Err for a downgrade or an unknown line.
-pub fn steps(profile: &Profile, from: &Version, to: &Version) -> Result<Vec<Step>, Refusal> {
+pub(crate) fn steps(profile: &Profile, from: &Version, to: &Version) -> Result<Vec<Step>, Refusal> {
     if key(to) < key(from) {
         return Err(Refusal(format!(
             "{to} is older than {from}: only upgrades have steps"

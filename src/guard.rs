@@ -24,11 +24,11 @@ use std::path::{Path, PathBuf};
 /// Deepest flow nesting (`[`, `{`) read: serde_yaml refuses past 128 levels anyway,
 /// but only after its scanner has read the whole document, in time that grows with
 /// the depth.
-pub const MAX_FLOW_DEPTH: usize = 128;
+pub(crate) const MAX_FLOW_DEPTH: usize = 128;
 
 /// Parses user YAML as `T`: nesting bounded first, errors without the text.
 /// `what` names the input ("lockstep.yaml", "values file x.yaml").
-pub fn yaml<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
+pub(crate) fn yaml<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T> {
     check_depth(text).with_context(|| what.to_owned())?;
     serde_yaml::from_str(text).map_err(|e| anyhow!("{what}: {}", yaml_error(&e)))
 }
@@ -36,7 +36,7 @@ pub fn yaml<T: serde::de::DeserializeOwned>(text: &str, what: &str) -> Result<T>
 /// A serde_yaml error as a message that quotes nothing of the input: serde names
 /// a wrong value by its text (`invalid type: string "…"`), and the input may be a
 /// secret. Field names (in backticks) are kept: they are the schema's, or a key.
-pub fn yaml_error(e: &serde_yaml::Error) -> String {
+pub(crate) fn yaml_error(e: &serde_yaml::Error) -> String {
     let msg = e.to_string();
     // Drop the location serde_yaml appends; it is given once, below.
     let msg = msg.split(" at line ").next().unwrap_or(&msg);
@@ -78,7 +78,7 @@ pub fn yaml_error(e: &serde_yaml::Error) -> String {
 ///
 /// A text with no more `[` and `{` than the limit cannot nest past it (every flow
 /// collection opens at one of them): it is not scanned.
-pub fn check_depth(text: &str) -> Result<()> {
+pub(crate) fn check_depth(text: &str) -> Result<()> {
     check_depth_at(text, MAX_FLOW_DEPTH)
 }
 
@@ -151,7 +151,7 @@ mod libyaml {
     /// The 1-based line of the first flow collection that opens past `limit` levels,
     /// or `None` (the text stays within it, or the scanner fails first: then so does
     /// the parser, at the same place).
-    pub fn first_flow_level_past(input: &[u8], limit: usize) -> Option<u64> {
+    pub(crate) fn first_flow_level_past(input: &[u8], limit: usize) -> Option<u64> {
         let mut scanner = Scanner::new(input);
         let mut depth = 0usize;
         loop {
@@ -228,14 +228,14 @@ pub use libyaml::parser_flow_depth;
 
 /// Values shorter than this are not blanked from helm's messages: they are no secret,
 /// and blanking them would blank line numbers and words of every message.
-pub const MIN_BLANKED: usize = 4;
+pub(crate) const MIN_BLANKED: usize = 4;
 
 /// The texts of the values in `files` (values files helm reads), to blank out of
 /// helm's messages before they are relayed (Argo CD shows them in its UI): every
 /// string and number of at least [`MIN_BLANKED`] characters, and each line of one
 /// that spans lines, longest first. A file that cannot be read or parsed again is an
 /// error: then nothing of helm's message may be relayed.
-pub fn value_texts(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
+pub(crate) fn value_texts(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
     fn walk(v: &serde_yaml::Value, out: &mut Vec<String>) {
         use serde_yaml::Value as V;
         let text = match v {
@@ -269,10 +269,10 @@ pub fn value_texts(files: &[std::path::PathBuf]) -> Result<Vec<String>> {
 }
 
 /// A DNS-1123 label: 1-63 of `a-z0-9-`, alphanumeric at both ends.
-pub use crate::profile::is_dns_label as dns_label;
+pub(crate) use crate::profile::is_dns_label as dns_label;
 
 /// A namespace, as Kubernetes takes it: a DNS label. `from` says where it came from.
-pub fn namespace(s: &str, from: &str) -> Result<()> {
+pub(crate) fn namespace(s: &str, from: &str) -> Result<()> {
     if !dns_label(s) {
         bail!(
             "namespace {} ({from}) is not valid: a namespace is a lower-case DNS label (a-z, 0-9, '-', at most 63 characters)",
@@ -311,7 +311,7 @@ pub fn version(s: &str, from: &str) -> Result<()> {
 
 /// An image reference by the distribution reference grammar:
 /// `[host[:port]/]path[:tag][@algorithm:hex]`. `from` says where it came from.
-pub fn image(s: &str, from: &str) -> Result<()> {
+pub(crate) fn image(s: &str, from: &str) -> Result<()> {
     if !image_ok(s) {
         bail!(
             "{from} {} is not an image reference: expected [REGISTRY/]REPOSITORY[:TAG][@DIGEST] (e.g. busybox:1.36), lower-case repository, no spaces or line breaks",
@@ -414,7 +414,7 @@ fn path_component(p: &str) -> bool {
 
 /// A Kubernetes qualified name (label and annotation keys): `[PREFIX/]NAME`, NAME 1-63
 /// of `[A-Za-z0-9._-]` alphanumeric at both ends, PREFIX a DNS subdomain.
-pub fn qualified_name(s: &str) -> bool {
+pub(crate) fn qualified_name(s: &str) -> bool {
     let (prefix, name) = match s.split_once('/') {
         Some((p, n)) => (Some(p), n),
         None => (None, s),
@@ -444,7 +444,7 @@ fn shown(s: &str) -> String {
 /// before helm reads any of it: helm follows symlinks, and `.Files.Get` puts what
 /// it reads into the manifests. Symlinked directories inside the repository are
 /// walked too (each once).
-pub fn chart_tree(root: &Path, chart: &Path) -> Result<()> {
+pub(crate) fn chart_tree(root: &Path, chart: &Path) -> Result<()> {
     let root = root
         .canonicalize()
         .with_context(|| format!("cannot resolve the repository root {}", root.display()))?;
@@ -506,7 +506,12 @@ pub fn chart_tree(root: &Path, chart: &Path) -> Result<()> {
 /// A dependency's `repository:` of a chart at `chart`: a `file://` path must stay
 /// inside `root` (helm copies the chart it names into `charts/`). Other repositories
 /// (https, oci, `@alias`) are helm's to fetch.
-pub fn file_dependency(root: &Path, chart: &Path, name: &str, repository: &str) -> Result<()> {
+pub(crate) fn file_dependency(
+    root: &Path,
+    chart: &Path,
+    name: &str,
+    repository: &str,
+) -> Result<()> {
     let Some(path) = repository.strip_prefix("file://") else {
         return Ok(());
     };

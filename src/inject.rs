@@ -35,14 +35,15 @@ mod hooks;
 mod jobs;
 mod record;
 
+#[cfg(test)]
+pub(crate) use record::gate_env;
+
 use checks::{check_database_env, check_required_env};
 use edits::{
     bundled_database, drop_chart_hooks, migrate_on_start_off, move_earlier, warn_staying_migrations,
 };
-pub use hooks::job_name;
 use hooks::{hook_annotations, migrations_wave, post_annotations, presync_floor};
 use jobs::{plan_steps, step_job};
-pub use record::{gate_env, GATE_DEADLINE_SECONDS};
 use record::{gate_job, record_documents};
 
 /// When the migration Jobs run.
@@ -60,7 +61,7 @@ pub enum Phase {
 
 /// Settings of one injection that do not come from the profile.
 #[derive(Debug, Clone, Default)]
-pub struct Options {
+pub(crate) struct Options {
     pub release: String,
     pub namespace: Option<String>,
     pub chart_name: String,
@@ -77,20 +78,20 @@ pub struct Options {
 
 /// What happens to an existing document.
 #[derive(Debug, Clone)]
-pub enum Edit {
+pub(crate) enum Edit {
     Drop,
     Replace(Value),
 }
 
 /// The result: edits by document index, and new documents in emission order.
 #[derive(Debug, Default)]
-pub struct Injection {
+pub(crate) struct Injection {
     pub edits: BTreeMap<usize, Edit>,
     pub added: Vec<String>,
 }
 
 /// Why no Job belongs, when the profile says so (e.g. SQLite).
-pub fn skip_reason(profile: &Profile, api: &ApiWorkload) -> Option<String> {
+pub(crate) fn skip_reason(profile: &Profile, api: &ApiWorkload) -> Option<String> {
     for env in &profile.database.env {
         if let Some(url) = api.env_literal(env) {
             for rule in &profile.database.skip {
@@ -121,7 +122,7 @@ struct Scope<'a> {
     record_name: String,
 }
 
-pub fn inject(
+pub(crate) fn inject(
     stream: &Stream,
     profile: &Profile,
     api: &ApiWorkload,
@@ -306,7 +307,7 @@ fn first_install_note(deps: &BTreeSet<(String, String)>, admission: &Admission) 
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use super::hooks::job_name;
 
     #[test]
     fn job_names_fit() {

@@ -61,7 +61,7 @@ pub struct ApiWorkload {
 }
 
 impl ApiWorkload {
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         format!(
             "{} {}{} container {}",
             self.kind,
@@ -75,7 +75,7 @@ impl ApiWorkload {
     }
 
     /// The literal value of an env variable of the API container, if set as one.
-    pub fn env_literal(&self, name: &str) -> Option<&str> {
+    pub(crate) fn env_literal(&self, name: &str) -> Option<&str> {
         self.container
             .env
             .iter()
@@ -84,7 +84,7 @@ impl ApiWorkload {
             .and_then(|e| e.value.as_deref())
     }
 
-    pub fn has_env(&self, name: &str) -> bool {
+    pub(crate) fn has_env(&self, name: &str) -> bool {
         self.container.env.iter().flatten().any(|e| e.name == name)
     }
 }
@@ -98,7 +98,7 @@ pub struct ImageRef {
 }
 
 impl ImageRef {
-    pub fn parse(image: &str) -> ImageRef {
+    pub(crate) fn parse(image: &str) -> ImageRef {
         let (name, digest) = match image.split_once('@') {
             Some((n, d)) => (n, Some(d.to_owned())),
             None => (image, None),
@@ -119,7 +119,7 @@ impl ImageRef {
 /// stream without --release: the placeholder then matches any name) and the
 /// chart names of the profile, for `{fullname}`.
 #[derive(Debug, Clone, Copy)]
-pub struct Names<'a> {
+pub(crate) struct Names<'a> {
     pub release: Option<&'a str>,
     pub charts: &'a [String],
 }
@@ -128,7 +128,7 @@ impl Names<'_> {
     /// Whether `name` matches `pattern`: exact text, `*` (any run of characters),
     /// `{release}`, and `{fullname}` (Helm's usual fullname: the release when it
     /// contains the chart's name, else `<release>-<chart>`).
-    pub fn matches(&self, pattern: &str, name: &str) -> bool {
+    pub(crate) fn matches(&self, pattern: &str, name: &str) -> bool {
         let Some(release) = self.release else {
             let p = pattern.replace("{release}", "*").replace("{fullname}", "*");
             return glob(&p, name);
@@ -156,7 +156,7 @@ impl Names<'_> {
 }
 
 /// `*` matches any run of characters; everything else is literal.
-pub fn glob(pattern: &str, text: &str) -> bool {
+pub(crate) fn glob(pattern: &str, text: &str) -> bool {
     let parts: Vec<&str> = pattern.split('*').collect();
     if parts.len() == 1 {
         return pattern == text;
@@ -176,7 +176,7 @@ pub fn glob(pattern: &str, text: &str) -> bool {
 }
 
 /// Labels of a workload's pod template, string values only.
-pub fn pod_labels(value: &Value) -> BTreeMap<String, String> {
+pub(crate) fn pod_labels(value: &Value) -> BTreeMap<String, String> {
     value
         .get("spec")
         .and_then(|s| s.get("template"))
@@ -185,7 +185,7 @@ pub fn pod_labels(value: &Value) -> BTreeMap<String, String> {
 }
 
 /// Finds the API workload among the stream's documents.
-pub fn find(
+pub(crate) fn find(
     stream: &Stream,
     profile: &Profile,
     explicit: Option<&WorkloadRef>,
@@ -268,7 +268,7 @@ fn describe_match(profile: &Profile) -> String {
 }
 
 /// `metadata.labels` of a parsed document, string values only.
-pub fn labels(value: &Value) -> BTreeMap<String, String> {
+pub(crate) fn labels(value: &Value) -> BTreeMap<String, String> {
     value
         .get("metadata")
         .and_then(|m| m.get("labels"))
@@ -290,12 +290,15 @@ fn scalar_text(v: &Value) -> Option<String> {
     }
 }
 
-pub fn labels_match(labels: &BTreeMap<String, String>, wanted: &BTreeMap<String, String>) -> bool {
+pub(crate) fn labels_match(
+    labels: &BTreeMap<String, String>,
+    wanted: &BTreeMap<String, String>,
+) -> bool {
     wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
 }
 
 /// The pod template's spec of a workload document, typed.
-pub fn pod_spec(doc: &Doc) -> Result<PodSpec> {
+pub(crate) fn pod_spec(doc: &Doc) -> Result<PodSpec> {
     let spec = doc
         .value()?
         .get("spec")

@@ -10,12 +10,12 @@ use std::path::{Path, PathBuf};
 
 /// A directory only this user can enter, removed with everything in it when dropped.
 #[derive(Debug)]
-pub struct PrivateDir(PathBuf);
+pub(crate) struct PrivateDir(PathBuf);
 
 impl PrivateDir {
     /// Creates `PREFIX-PID-N-NANOS` in the temporary directory; `purpose` names what it
     /// is for in the error.
-    pub fn new(prefix: &str, purpose: &str) -> Result<PrivateDir> {
+    pub(crate) fn new(prefix: &str, purpose: &str) -> Result<PrivateDir> {
         use std::sync::atomic::{AtomicUsize, Ordering};
         static N: AtomicUsize = AtomicUsize::new(0);
         let base = std::env::temp_dir();
@@ -50,13 +50,13 @@ impl PrivateDir {
         )
     }
 
-    pub fn path(&self) -> &Path {
+    pub(crate) fn path(&self) -> &Path {
         &self.0
     }
 
     /// Writes `text` to a new file `name` in it, readable by this user only; `what` names
     /// the text in the error.
-    pub fn write(&self, name: &str, text: &str, what: &str) -> Result<PathBuf> {
+    pub(crate) fn write(&self, name: &str, text: &str, what: &str) -> Result<PathBuf> {
         use std::io::Write;
         let path = self.0.join(name);
         let mut o = std::fs::OpenOptions::new();

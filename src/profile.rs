@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 mod check;
-pub use check::IMAGE_PLACEHOLDERS;
 
 /// The built-in profiles, in the order `lockstep profiles` lists them.
 const BUILT_IN: &[(&str, &str)] = &[
@@ -36,10 +35,10 @@ const BUILT_IN: &[(&str, &str)] = &[
 
 /// Longest one-time step name: `<release>-<name>` must leave room for a shortened
 /// release and its hash within a Job name's 63 characters.
-pub const MAX_STEP_NAME: usize = 30;
+pub(crate) const MAX_STEP_NAME: usize = 30;
 
 /// Chart.yaml annotation that names the profile explicitly.
-pub const PROFILE_ANNOTATION: &str = "lockstep.dev/profile";
+pub(crate) const PROFILE_ANNOTATION: &str = "lockstep.dev/profile";
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
@@ -103,10 +102,10 @@ pub struct WorkloadMatch {
 /// The workload kinds lockstep reads pods from, the one list of them. All three run
 /// migrate-on-start (inject switches it off in each); an API workload is one of
 /// [`API_KINDS`], since a DaemonSet's pod per node is never the API.
-pub const WORKLOAD_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
+pub(crate) const WORKLOAD_KINDS: &[&str] = &["Deployment", "StatefulSet", "DaemonSet"];
 
 /// The kinds an API workload may have (a profile's default `workload.kinds`).
-pub const API_KINDS: &[&str] = WORKLOAD_KINDS.split_at(2).0;
+pub(crate) const API_KINDS: &[&str] = WORKLOAD_KINDS.split_at(2).0;
 
 fn default_workload_kinds() -> Vec<String> {
     API_KINDS.iter().map(|k| (*k).to_owned()).collect()
@@ -231,7 +230,7 @@ fn is_default<T: Default + PartialEq>(v: &T) -> bool {
 
 impl Migration {
     /// The commands for people: `kong migrations up (first install: kong migrations bootstrap)`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let mut s = self.command.join(" ");
         if !self.first_install.is_empty() {
             s += &format!(" (first install: {})", self.first_install.join(" "));
@@ -375,7 +374,7 @@ pub struct HardStop {
 
 impl Releases {
     /// The catalog's lines joined with `sep`, for messages.
-    pub fn joined(&self, sep: &str) -> String {
+    pub(crate) fn joined(&self, sep: &str) -> String {
         self.lines
             .iter()
             .map(|l| l.line.as_str())
@@ -449,12 +448,12 @@ pub struct RequiredRule {
 }
 
 /// Parses `MAJOR.MINOR` into numbers.
-pub fn parse_line(line: &str) -> Result<(u64, u64)> {
+pub(crate) fn parse_line(line: &str) -> Result<(u64, u64)> {
     let (a, b) = line.split_once('.').context("no dot")?;
     Ok((a.parse()?, b.parse()?))
 }
 
-pub fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -500,7 +499,7 @@ pub fn load(spec: &str) -> Result<Profile> {
 
 /// Chooses a profile for a chart: the `lockstep.dev/profile` annotation first,
 /// then a built-in profile that lists the chart's name.
-pub fn detect(chart_name: &str, annotation: Option<&str>) -> Result<(Profile, String)> {
+pub(crate) fn detect(chart_name: &str, annotation: Option<&str>) -> Result<(Profile, String)> {
     if let Some(spec) = annotation {
         let p = load(spec).with_context(|| {
             format!("Chart.yaml annotation {PROFILE_ANNOTATION}: {spec:?} names no profile")

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 
 /// Where a setting's value came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// Command-line flags: `lockstep render|inject`, `helm lockstep` (RELEASE included).
     Flag,
     /// Argo CD parameters (`ARGOCD_APP_PARAMETERS`).
@@ -47,7 +47,7 @@ pub enum Source {
 
 /// A setting of the [`Request`] that more than one source can give.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Setting {
+pub(crate) enum Setting {
     Release,
     Namespace,
     Profile,
@@ -71,7 +71,7 @@ use Source::*;
 /// `From` puts the cluster first: the Helm plugin's `--from` is used only when the
 /// cluster has no deployed revision, and must agree with it otherwise. `FromImage` puts
 /// the flag first: a downgrade may name the image to run.
-pub const PRECEDENCE: &[(Setting, &[Source])] = &[
+pub(crate) const PRECEDENCE: &[(Setting, &[Source])] = &[
     (Setting::Release, &[Flag, Parameter, Env, Config, Platform]),
     (Setting::Namespace, &[Flag, Env, Config, Platform]),
     (Setting::Profile, &[Flag, Parameter, Env, Config]),

@@ -51,7 +51,7 @@ pub struct MigrateArgs {
 
 /// What `migrate` did to one values text.
 #[derive(Debug, Default, Clone)]
-pub struct Rewritten {
+pub(crate) struct Rewritten {
     /// The new text (the original when nothing changed).
     pub text: String,
     /// One line per change made.
@@ -179,7 +179,7 @@ fn write_in_place(file: &Path, text: &str) -> Result<()> {
 
 /// Applies the breaking rules of `steps`, in order, to a values text. `name`
 /// names the file in messages.
-pub fn rewrite(text: &str, steps: &[Step], name: &str) -> Result<Rewritten> {
+pub(crate) fn rewrite(text: &str, steps: &[Step], name: &str) -> Result<Rewritten> {
     let original = parse_values(text)
         .with_context(|| format!("{name} is not a values file lockstep can migrate"))?;
     let doc = ValuesText::parse(text);

@@ -14,7 +14,7 @@ use serde_yaml::Value;
 use std::fmt::Write;
 
 /// A document as block-style YAML text, ending in a newline.
-pub fn to_string(v: &Value) -> String {
+pub(crate) fn to_string(v: &Value) -> String {
     let mut out = String::with_capacity(4096);
     match v {
         Value::Mapping(m) if !m.is_empty() => mapping(m, 0, false, &mut out),
@@ -28,7 +28,7 @@ pub fn to_string(v: &Value) -> String {
 }
 
 /// A serializable object (a k8s-openapi type) as YAML text.
-pub fn to_string_of<T: serde::Serialize>(obj: &T) -> Result<String, serde_yaml::Error> {
+pub(crate) fn to_string_of<T: serde::Serialize>(obj: &T) -> Result<String, serde_yaml::Error> {
     Ok(to_string(&serde_yaml::to_value(obj)?))
 }
 
@@ -132,7 +132,7 @@ fn string(s: &str, out: &mut String) {
 /// JSON leaves U+0085, U+2028 and U+2029 raw, but a YAML 1.1 reader folds a raw NEL (a
 /// line break to it) in a quoted scalar into a space: all three are escaped. A value JSON
 /// cannot hold (a map with non-string keys, possible only under a YAML tag) is `null`.
-pub fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
+pub(crate) fn json<T: serde::Serialize + ?Sized>(v: &T) -> String {
     let Ok(json) = serde_json::to_string(v) else {
         return "null".to_owned();
     };

@@ -67,7 +67,7 @@ pub(super) fn entry_range(profile: &Profile, (a, b): (u64, u64)) -> Range {
 /// it does not downgrade. Both the render (`admit`, `plan`) and the in-cluster
 /// gate (`LOCKSTEP_FROM_RANGES`) decide with exactly this. Err: the target's line
 /// is unknown to a profile whose lines are the only lines.
-pub fn predecessors(
+pub(crate) fn predecessors(
     profile: &Profile,
     target: &Version,
     floating: bool,

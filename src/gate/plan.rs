@@ -137,7 +137,7 @@ impl Plan {
         s
     }
 
-    pub fn breaking_count(&self) -> usize {
+    pub(crate) fn breaking_count(&self) -> usize {
         self.stops.iter().map(|s| s.breaking.len()).sum()
     }
 }

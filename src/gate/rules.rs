@@ -95,7 +95,7 @@ pub(super) fn check_rule(
 }
 
 /// Looks up a dotted path in a values tree; a null value counts as unset.
-pub fn get<'v>(values: &'v Value, path: &str) -> Option<&'v Value> {
+pub(crate) fn get<'v>(values: &'v Value, path: &str) -> Option<&'v Value> {
     let mut cur = values;
     for key in path.split('.') {
         cur = cur.as_mapping()?.get(key)?;
@@ -104,7 +104,7 @@ pub fn get<'v>(values: &'v Value, path: &str) -> Option<&'v Value> {
 }
 
 /// Whether a dotted path is present in a values tree, even with a null value.
-pub fn has_key(values: &Value, path: &str) -> bool {
+pub(crate) fn has_key(values: &Value, path: &str) -> bool {
     let (parents, last) = match path.rsplit_once('.') {
         Some((p, l)) => (Some(p), l),
         None => (None, path),

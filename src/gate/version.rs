@@ -104,7 +104,7 @@ pub struct Range {
 }
 
 impl Range {
-    pub fn contains(&self, k: Key) -> bool {
+    pub(crate) fn contains(&self, k: Key) -> bool {
         self.lo <= k && k <= self.hi
     }
     pub(super) fn line(major: u64, minor: u64) -> Range {
@@ -114,7 +114,7 @@ impl Range {
         }
     }
     /// For people: `0.8.x`, `1.2.0`, `24.8.0 to 24.8.3`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let Range { lo, hi } = *self;
         if lo == Key::line_start(lo.0, lo.1) && hi == Key::line_end(lo.0, lo.1) {
             return format!("{}.{}.x", lo.0, lo.1);
@@ -130,7 +130,7 @@ impl Range {
         }
     }
     /// `LO:HI`, as the gate script reads `LOCKSTEP_FROM_RANGES`.
-    pub fn script(&self) -> String {
+    pub(crate) fn script(&self) -> String {
         format!("{}:{}", self.lo, self.hi)
     }
 }

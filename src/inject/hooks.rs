@@ -213,7 +213,7 @@ pub(super) fn label_value(s: &str) -> String {
 
 /// `<release>-<suffix>`, a DNS-1123 label of at most 63 characters; a long
 /// release is shortened and made unique with a hash of the full name.
-pub fn job_name(release: &str, suffix: &str) -> String {
+pub(crate) fn job_name(release: &str, suffix: &str) -> String {
     let full = format!("{release}-{suffix}");
     if full.len() <= 63 {
         return full;

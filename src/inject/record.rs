@@ -120,7 +120,7 @@ pub(super) fn record_annotations(phase: Phase, wave: i32) -> BTreeMap<String, St
 }
 
 /// The gate step's environment: what `templates/gate.sh` decides with.
-pub fn gate_env(admission: &Admission, record: &str) -> [(&'static str, String); 8] {
+pub(crate) fn gate_env(admission: &Admission, record: &str) -> [(&'static str, String); 8] {
     [
         ("LOCKSTEP_TARGET", admission.target.to_string()),
         ("LOCKSTEP_FROM_RANGES", admission.script_ranges()),
@@ -142,7 +142,7 @@ pub fn gate_env(admission: &Admission, record: &str) -> [(&'static str, String);
 }
 
 /// The gate Job's deadline (it reads two small files).
-pub const GATE_DEADLINE_SECONDS: i64 = 300;
+pub(crate) const GATE_DEADLINE_SECONDS: i64 = 300;
 
 pub(super) fn gate_job(scope: &Scope, wave: i32) -> serde_json::Value {
     let (api, opts, record) = (scope.api, scope.opts, scope.record_name.as_str());

@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 
 impl Profile {
     /// Parses and checks a profile document; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Profile> {
+    pub(crate) fn parse(text: &str, origin: &str) -> Result<Profile> {
         let profile: Profile = crate::guard::yaml(text, "profile").with_context(|| {
             format!("{origin} is not a valid lockstep profile; `lockstep profiles show generic` prints a valid starting point")
         })?;
@@ -130,8 +130,7 @@ impl Profile {
 }
 
 /// The placeholders a `runs.image` expression may use.
-pub const IMAGE_PLACEHOLDERS: &[&str] =
-    &["{api.repository}", "{api.tag}", "{api.digest}", "{version}"];
+const IMAGE_PLACEHOLDERS: &[&str] = &["{api.repository}", "{api.tag}", "{api.digest}", "{version}"];
 
 fn check_image_expression(image: &str) -> Result<()> {
     let mut rest = image.to_owned();
