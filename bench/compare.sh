@@ -262,7 +262,7 @@ for f in "$ROOT"/tests/fixtures/prefect-server/*.yaml; do
 	run_case "cli-inject/prefect-server/$b/downgrade-from-$maj.$((min + 1)).0" "$f" "$ROOT" -- \
 		lockstep inject --profile prefect-server --from "$maj.$((min + 1)).0"
 done
-for f in "$ROOT"/tests/fixtures/apps/*/*.yaml; do
+for f in "$ROOT"/tests/apps/*/*.yaml; do
 	app=$(basename "$(dirname "$f")")
 	b=$(basename "$f" .yaml)
 	inject_fixture "apps/$b" "$f" --profile "$app"

@@ -12,7 +12,7 @@
 //!   (when installed) busybox against records of real renders and garbage;
 //! * the release record ConfigMap.
 //!
-//! Inputs of our own are under `tests/data/gate/`.
+//! Inputs of our own are under `tests/gate/`.
 
 mod common;
 
@@ -42,7 +42,7 @@ fn values(release: &str) -> PathBuf {
 }
 
 fn data(name: &str) -> PathBuf {
-    repo().join("tests/data/gate").join(name)
+    repo().join("tests/gate").join(name)
 }
 
 /// A fresh, empty scratch directory (unique within this test binary).
