@@ -12,7 +12,7 @@ mod common;
 use common::*;
 use serde_yaml::Value;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
@@ -207,19 +207,17 @@ fn password_secret(job: &Value) -> String {
         .to_owned()
 }
 
-/// The password comes from the store's Secret; the Jobs run after the store Secrets
-/// (hooks of weight -1).
-#[test]
-fn temporal_1_6_postgres() {
-    let jobs = temporal(
-        "temporal-1.6.0--postgres.yaml",
-        "temporal",
-        "temporal",
-        "postgres12",
-        "1.31.2",
-    );
+/// Release temporal: the password comes from the store's Secret; the Jobs run after the
+/// store Secrets (hooks of weight -1).
+fn temporal_with_store_secret(file: &str, plugin: &str, tag: &str) {
+    let jobs = temporal(file, "temporal", "temporal", plugin, tag);
     assert_eq!(password_secret(&jobs[0]), "temporal-default-store");
     assert_eq!((hook_weight(&jobs[0]), hook_weight(&jobs[1])), ("0", "1"));
+}
+
+#[test]
+fn temporal_1_6_postgres() {
+    temporal_with_store_secret("temporal-1.6.0--postgres.yaml", "postgres12", "1.31.2");
 }
 
 /// The password comes from the existing Secret; no store Secret to wait for.
@@ -233,15 +231,7 @@ fn temporal_1_6_existing_secret() {
 
 #[test]
 fn temporal_1_3_mysql() {
-    let jobs = temporal(
-        "temporal-1.3.0--mysql.yaml",
-        "temporal",
-        "temporal",
-        "mysql8",
-        "1.31.0",
-    );
-    assert_eq!(password_secret(&jobs[0]), "temporal-default-store");
-    assert_eq!((hook_weight(&jobs[0]), hook_weight(&jobs[1])), ("0", "1"));
+    temporal_with_store_secret("temporal-1.3.0--mysql.yaml", "mysql8", "1.31.0");
 }
 
 // ---------------------------------------------------------------------------
@@ -950,29 +940,34 @@ fn another_release_name_finds_no_workload_and_names_the_pattern() {
         .run();
 }
 
+/// `inject --profile FILE` of `input` succeeds and warns with these words.
+fn warns(input: &str, profile: &Path, words: &[&str]) {
+    let t = inject(input, &["--profile", profile.to_str().unwrap()]);
+    words.iter().fold(t, |t, w| t.stderr_contains(*w)).run();
+}
+
 /// snuba-db-init stays: with keepHooks removed from the profile it is warned about.
 #[test]
 fn a_staying_job_that_looks_like_a_migration_warns() {
-    let f = edited_profile("sentry", "sentry-nokeep.yaml", |t| {
-        without_block(t, "keepHooks:", "\njob:")
-    });
-    inject(&sentry_input(), &["--profile", f.to_str().unwrap()])
-        .stderr_contains("WARNING: Job sentry-snuba-db-init")
-        .stderr_contains("\"db-init\"")
-        .run();
+    let edit = |t: &str| without_block(t, "keepHooks:", "\njob:");
+    let f = edited_profile("sentry", "sentry-nokeep.yaml", edit);
+    warns(
+        &sentry_input(),
+        &f,
+        &["WARNING: Job sentry-snuba-db-init", "\"db-init\""],
+    );
 }
 
 /// A Job that runs a profile's migration command stays when chartHooks miss it: warned.
 #[test]
 fn a_staying_job_that_runs_the_migration_command_warns() {
-    let f = edited_profile("kong", "kong-nohooks.yaml", |t| {
-        without_block(t, "chartHooks:", "\njob:")
-    });
-    let input = fixture_text("kong", KONG_PG);
-    inject(&input, &["--profile", f.to_str().unwrap()])
-        .stderr_contains("kong-kong-pre-upgrade-migrations")
-        .stderr_contains("it runs `kong migrations up`")
-        .run();
+    let edit = |t: &str| without_block(t, "chartHooks:", "\njob:");
+    let f = edited_profile("kong", "kong-nohooks.yaml", edit);
+    let words = [
+        "kong-kong-pre-upgrade-migrations",
+        "it runs `kong migrations up`",
+    ];
+    warns(&fixture_text("kong", KONG_PG), &f, &words);
 }
 
 /// database.env that reaches nothing, by env or envFrom, is warned about...

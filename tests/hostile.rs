@@ -181,19 +181,6 @@ impl Scratch {
     }
 }
 
-fn copy_dir(src: &Path, dst: &Path) {
-    std::fs::create_dir_all(dst).unwrap();
-    for e in std::fs::read_dir(src).unwrap() {
-        let e = e.unwrap();
-        let (s, d) = (e.path(), dst.join(e.file_name()));
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&s, &d);
-        } else {
-            std::fs::copy(&s, &d).unwrap();
-        }
-    }
-}
-
 fn hp(key: &str, value: &str) -> serde_json::Value {
     json!([{"name": "helm-parameters", "map": {key: value}}])
 }

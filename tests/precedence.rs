@@ -15,12 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 fn app(yaml: &str, lock: Option<&str>) -> PathBuf {
     static N: AtomicUsize = AtomicUsize::new(0);
     let dir = scratch(&format!("precedence-{}", N.fetch_add(1, Ordering::SeqCst)));
-    let depth = dir
-        .strip_prefix(repo())
-        .expect("scratch is inside the repository")
-        .components()
-        .count();
-    let chart = format!("{}examples/charts/prefect-server", "../".repeat(depth));
+    let chart = format!("{}examples/charts/prefect-server", up_to_repo(&dir));
     std::fs::write(
         dir.join("lockstep.yaml"),
         format!("chart: {chart}\nprofile: prefect-server\n{yaml}"),

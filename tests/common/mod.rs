@@ -222,3 +222,29 @@ pub fn write_script(path: &Path, text: &str) {
     std::fs::write(path, text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
 }
+
+/// Copies a directory tree (a chart or an app to edit in a scratch directory).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
+
+/// `../` as often as `dir` is deep below the repository root.
+pub fn up_to_repo(dir: &Path) -> String {
+    let depth = dir
+        .canonicalize()
+        .unwrap()
+        .strip_prefix(repo().canonicalize().unwrap())
+        .expect("inside the repository")
+        .components()
+        .count();
+    "../".repeat(depth)
+}
