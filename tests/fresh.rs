@@ -36,18 +36,6 @@ fn expected(name: &str) -> String {
     std::fs::read_to_string(repo().join("tests/fresh").join(name)).unwrap()
 }
 
-/// `../` as often as `dir` is deep below the repository root.
-fn up_to_repo(dir: &Path) -> String {
-    let depth = dir
-        .canonicalize()
-        .unwrap()
-        .strip_prefix(repo().canonicalize().unwrap())
-        .expect("scratch is inside the repository")
-        .components()
-        .count();
-    "../".repeat(depth)
-}
-
 fn job_annotation(stream: &str, job: &str, key: &str) -> Option<String> {
     let d = docs(stream);
     find(&d, "Job", job)?["metadata"]["annotations"][key]
