@@ -340,6 +340,18 @@ fn yaml11_modes(v: &mut Value) {
     }
 }
 
+/// The image of `container` of the workload `doc`, which must have one.
+pub(crate) fn image_of(doc: &Doc, container: &Container) -> Result<String> {
+    match container.image.as_deref() {
+        Some(image) if !image.is_empty() => Ok(image.to_owned()),
+        _ => bail!(
+            "{} container {} has no image",
+            doc.describe(),
+            container.name
+        ),
+    }
+}
+
 fn read(
     i: usize,
     doc: &Doc,
@@ -368,14 +380,7 @@ fn read(
         },
     }
     .clone();
-    let image_text = container.image.clone().unwrap_or_default();
-    if image_text.is_empty() {
-        bail!(
-            "{} container {} has no image",
-            doc.describe(),
-            container.name
-        );
-    }
+    let image_text = image_of(doc, &container)?;
     let image = ImageRef::parse(&image_text);
     if image.tag.is_none() && image.digest.is_none() {
         bail!(

@@ -5,6 +5,7 @@
 //! It must not add documents (`jobs` and `record` do).
 
 use super::*;
+use crate::stream::Head;
 
 /// The resources of a database the chart bundles (profile `database.bundled`).
 pub(super) fn bundled_database(
@@ -124,6 +125,13 @@ pub(super) fn contains_run(words: &[String], run: &[String]) -> bool {
     !run.is_empty() && words.windows(run.len()).any(|w| w == run)
 }
 
+/// Whether one of `matchers` matches the document with head `h` and value `v`.
+fn any_matches(matchers: &[ResourceMatch], h: &Head, v: &Value, names: Names) -> bool {
+    matchers
+        .iter()
+        .any(|m| m.kind == h.kind.as_ref() && matches(m, &h.name, v, names))
+}
+
 pub(super) fn drop_chart_hooks(
     stream: &Stream,
     profile: &Profile,
@@ -137,11 +145,7 @@ pub(super) fn drop_chart_hooks(
             continue;
         }
         let v = doc.value()?;
-        if profile
-            .chart_hooks
-            .iter()
-            .any(|m| m.kind == h.kind.as_ref() && matches(m, &h.name, v, names))
-        {
+        if any_matches(&profile.chart_hooks, h, v, names) {
             let hook = v
                 .get("metadata")
                 .and_then(|m| m.get("annotations"))
@@ -174,11 +178,7 @@ pub(super) fn warn_staying_migrations(
             continue;
         }
         let v = doc.value()?;
-        if profile
-            .keep_hooks
-            .iter()
-            .any(|m| m.kind == h.kind.as_ref() && matches(m, &h.name, v, names))
-        {
+        if any_matches(&profile.keep_hooks, h, v, names) {
             continue;
         }
         let runs = commands(v);

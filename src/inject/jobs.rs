@@ -98,14 +98,7 @@ pub(super) fn source_of(
                 all.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
             );
         };
-        let image = container.image.clone().unwrap_or_default();
-        if image.is_empty() {
-            bail!(
-                "{} container {} has no image",
-                doc.describe(),
-                container.name
-            );
-        }
+        let image = crate::locate::image_of(doc, &container)?;
         return Ok(Source {
             pod,
             container,
@@ -168,29 +161,25 @@ pub(super) fn argv(
     source: &Source,
     notes: &mut Vec<String>,
 ) -> (Option<Vec<String>>, Option<Vec<String>>) {
+    let step_script = |mode: &str| -> Vec<String> {
+        let script = template::script(template::STEP_SCRIPT);
+        vec![
+            "/bin/sh".into(),
+            "-c".into(),
+            script,
+            "lockstep-step".into(),
+            mode.into(),
+        ]
+    };
     let mut run = if p.post {
-        let mut v: Vec<String> = vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            template::script(template::STEP_SCRIPT),
-            "lockstep-step".into(),
-            "post".into(),
-        ];
-        v.extend(p.command.iter().cloned());
-        v
+        step_script("post")
     } else {
-        let mut v: Vec<String> = vec![
-            "/bin/sh".into(),
-            "-c".into(),
-            template::script(template::STEP_SCRIPT),
-            "lockstep-step".into(),
-            "run".into(),
-            p.first_install.len().to_string(),
-        ];
+        let mut v = step_script("run");
+        v.push(p.first_install.len().to_string());
         v.extend(p.first_install.iter().cloned());
-        v.extend(p.command.iter().cloned());
         v
     };
+    run.extend(p.command.iter().cloned());
     if p.step.entrypoint == Entrypoint::Replace {
         return (Some(run), None);
     }
