@@ -94,6 +94,9 @@ class Runner:
         self.started = set()
         self.waiting = {}
         self.parent = args.parent
+        # Process groups of the containers running now: killed when the runner exits, so a
+        # test run that ends mid-Job leaves no container behind.
+        self.running = set()
 
     def log(self, pod, msg):
         with self.lock:
@@ -314,6 +317,8 @@ class Runner:
                 out.write(f"pod runner: cannot start {argv[0]}: {e}\n".encode())
                 self.log(tag, f"container {c['name']} exited 127: cannot start {argv[0]}: {e}")
                 return 127, f"cannot start {argv[0]}: {e}"
+            with self.lock:
+                self.running.add(proc.pid)
             killed = False
             while proc.poll() is None:
                 time.sleep(0.5)
@@ -330,6 +335,8 @@ class Runner:
                         proc.wait(5)
                     except subprocess.TimeoutExpired:
                         os.killpg(proc.pid, signal.SIGKILL)
+            with self.lock:
+                self.running.discard(proc.pid)
         code = proc.returncode if proc.returncode >= 0 else 128 - proc.returncode
         with open(logp, "rb") as f:
             text = f.read().decode(errors="replace")
@@ -416,9 +423,19 @@ class Runner:
         with self.lock:
             self.started.discard(uid)
 
+    def kill_running(self):
+        with self.lock:
+            groups = list(self.running)
+        for pgid in groups:
+            try:
+                os.killpg(pgid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def loop(self):
         while True:
             if self.parent and not os.path.exists(f"/proc/{self.parent}"):
+                self.kill_running()
                 return  # the test run that started us is gone
             try:
                 pods = self.api.get("/api/v1/pods") or {"items": []}
