@@ -1,11 +1,14 @@
-//! `helm lockstep` argv: the whitelist of flags, parsed into an [`Invocation`]; a flag
-//! lockstep knows but will not pass on is refused with its reason, any other unknown flag
-//! as unknown. Nothing here reads the environment, the cluster or a file.
+//! `helm lockstep` argv: the whitelist of flags ([`FLAGS`]), parsed by clap into an
+//! [`Invocation`]; a flag lockstep knows but will not pass on is refused with its reason,
+//! any other unknown flag as unknown. clap's types stay in this file; its help and error
+//! texts are not used (the usage is [`USAGE`], the messages are lockstep's own). Nothing
+//! here reads the environment, the cluster or a file.
 
 use crate::fetch::PullOptions;
 use crate::inject::Phase;
 use crate::locate::WorkloadRef;
-use crate::settings;
+use crate::settings::{self, Layer};
+use crate::ChartInput;
 use std::path::PathBuf;
 
 pub(crate) const USAGE: &str = "\
@@ -122,32 +125,26 @@ pub(crate) enum PlanOutput {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Invocation {
     pub command: Option<Action>,
-    pub release: String,
-    pub chart: PathBuf,
+    /// CHART (`path`; once fetched, the pulled .tgz), the values and the render flags.
+    pub chart: ChartInput,
     /// `--version`, `--repo` and helm's other pulling flags, for a chart not on disk.
     pub pull: PullOptions,
-    /// The chart was fetched: `chart` is the pulled .tgz.
+    /// The chart was fetched: `chart.path` is the pulled .tgz.
     pub pulled: bool,
-    pub values: Vec<PathBuf>,
-    pub set: Vec<String>,
-    pub set_string: Vec<String>,
-    pub kube_version: Option<String>,
-    pub api_versions: Vec<String>,
-    pub profile: Option<String>,
-    pub api_workload: Option<WorkloadRef>,
-    pub phase: Option<Phase>,
-    pub from: Option<String>,
-    pub from_image: Option<String>,
-    pub allow_downgrade: bool,
-    pub force_migrations: bool,
-    pub downgrade_revisions: Vec<String>,
-    pub gate_image: Option<String>,
-    pub job_template: Option<PathBuf>,
-    /// Only when lockstep is run directly: helm turns these into HELM_NAMESPACE/HELM_KUBECONTEXT.
-    pub namespace: Option<String>,
+    /// RELEASE and lockstep's own flags, as the settings layer of flags. `-n` is its
+    /// namespace: only when lockstep is run directly (helm turns it into HELM_NAMESPACE).
+    pub flags: Layer,
+    /// Only when lockstep is run directly: helm turns it into HELM_KUBECONTEXT.
     pub kube_context: Option<String>,
     pub behaviour: Vec<Behaviour>,
     pub output: PlanOutput,
+}
+
+impl Invocation {
+    /// RELEASE.
+    pub(crate) fn release(&self) -> &str {
+        self.flags.release.as_deref().unwrap_or_default()
+    }
 }
 
 /// The result of parsing: run, or print the usage.
@@ -176,176 +173,352 @@ fn refused_flag(name: &str) -> Option<&'static str> {
     })
 }
 
+/// What a flag sets. One flag may have two spellings (`-f`, `--values`): each spelling is
+/// its own clap argument, so that a message names the flag as it was typed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Key {
+    Help,
+    Values,
+    Set,
+    SetString,
+    Version,
+    Repo,
+    Username,
+    PasswordFile,
+    CaFile,
+    InsecureSkipTlsVerify,
+    PlainHttp,
+    KubeVersion,
+    ApiVersions,
+    Profile,
+    ApiWorkload,
+    Phase,
+    From,
+    FromImage,
+    AllowDowngrade,
+    ForceMigrations,
+    DowngradeRevision,
+    GateImage,
+    JobTemplate,
+    Namespace,
+    KubeContext,
+    Output,
+    Wait,
+    WaitForJobs,
+    Timeout,
+    RollbackOnFailure,
+    DryRun,
+    CreateNamespace,
+    Description,
+    DisableOpenapiValidation,
+    SkipCrds,
+    Install,
+    CleanupOnFail,
+    HistoryMax,
+}
+
+/// How a flag takes its value.
+#[derive(Debug, Clone, Copy)]
+enum Takes {
+    /// `--name VALUE`, `--name=VALUE`, `-xVALUE`, `-x=VALUE`, `-x VALUE`; the text says
+    /// what the value is, for "needs a value".
+    Value(&'static str),
+    /// A value, split at commas (empty parts dropped).
+    List(&'static str),
+    /// Nothing, or only `=VALUE` (switches: `=true`/`=false`; `--wait=`, `--dry-run=`).
+    Inline,
+}
+
+/// The whitelist: every spelling lockstep accepts. Anything else is refused, with its
+/// reason when lockstep knows the flag ([`refused_flag`]).
+#[rustfmt::skip]
+const FLAGS: &[(&str, Key, Takes)] = &[
+    ("-h",                           Key::Help,                     Takes::Inline),
+    ("--help",                       Key::Help,                     Takes::Inline),
+    ("-f",                           Key::Values,                   Takes::List("a values file")),
+    ("--values",                     Key::Values,                   Takes::List("a values file")),
+    ("--set",                        Key::Set,                      Takes::Value("KEY=VALUE")),
+    ("--set-string",                 Key::SetString,                Takes::Value("KEY=VALUE")),
+    ("--version",                    Key::Version,                  Takes::Value("the chart version")),
+    ("--repo",                       Key::Repo,                     Takes::Value("a chart repository URL")),
+    ("--username",                   Key::Username,                 Takes::Value("a user name")),
+    ("--password-file",              Key::PasswordFile,             Takes::Value("a file")),
+    ("--ca-file",                    Key::CaFile,                   Takes::Value("a file")),
+    ("--insecure-skip-tls-verify",   Key::InsecureSkipTlsVerify,    Takes::Inline),
+    ("--plain-http",                 Key::PlainHttp,                Takes::Inline),
+    ("--kube-version",               Key::KubeVersion,              Takes::Value("a Kubernetes version")),
+    ("--api-versions",               Key::ApiVersions,              Takes::List("GROUP/VERSION")),
+    ("--profile",                    Key::Profile,                  Takes::Value("a profile name or file")),
+    ("--api-workload",               Key::ApiWorkload,              Takes::Value("KIND/NAME[:CONTAINER]")),
+    ("--phase",                      Key::Phase,                    Takes::Value("presync or sync")),
+    ("--from",                       Key::From,                     Takes::Value("the deployed release's version")),
+    ("--from-image",                 Key::FromImage,                Takes::Value("an image")),
+    ("--allow-downgrade",            Key::AllowDowngrade,           Takes::Inline),
+    ("--force-migrations",           Key::ForceMigrations,          Takes::Inline),
+    ("--downgrade-revision",         Key::DowngradeRevision,        Takes::Value("DB=REVISION")),
+    ("--gate-image",                 Key::GateImage,                Takes::Value("an image")),
+    ("--job-template",               Key::JobTemplate,              Takes::Value("a file")),
+    ("-n",                           Key::Namespace,                Takes::Value("a namespace")),
+    ("--namespace",                  Key::Namespace,                Takes::Value("a namespace")),
+    ("--kube-context",               Key::KubeContext,              Takes::Value("a kube context")),
+    ("-o",                           Key::Output,                   Takes::Value("text or json")),
+    ("--output",                     Key::Output,                   Takes::Value("text or json")),
+    ("--wait",                       Key::Wait,                     Takes::Inline),
+    ("--wait-for-jobs",              Key::WaitForJobs,              Takes::Inline),
+    ("--timeout",                    Key::Timeout,                  Takes::Value("a duration such as 10m")),
+    ("--atomic",                     Key::RollbackOnFailure,        Takes::Inline),
+    ("--rollback-on-failure",        Key::RollbackOnFailure,        Takes::Inline),
+    ("--dry-run",                    Key::DryRun,                   Takes::Inline),
+    ("--create-namespace",           Key::CreateNamespace,          Takes::Inline),
+    ("--description",                Key::Description,              Takes::Value("a description")),
+    ("--disable-openapi-validation", Key::DisableOpenapiValidation, Takes::Inline),
+    ("--skip-crds",                  Key::SkipCrds,                 Takes::Inline),
+    ("-i",                           Key::Install,                  Takes::Inline),
+    ("--install",                    Key::Install,                  Takes::Inline),
+    ("--cleanup-on-fail",            Key::CleanupOnFail,            Takes::Inline),
+    ("--history-max",                Key::HistoryMax,               Takes::Value("a number")),
+];
+
+/// Positional arguments: the command, RELEASE and CHART (counted in [`finish`]).
+const POSITIONAL: &str = "positional";
+
+/// A flag's value, checked.
+#[derive(Debug, Clone)]
+enum Given {
+    Text(String),
+    On(bool),
+    Workload(WorkloadRef),
+    Phase(Phase),
+    Output(PlanOutput),
+    Behaviour(Behaviour),
+}
+
+/// Why parsing stops: help was asked for, or a usage error (the message).
+#[derive(Debug)]
+enum Stop {
+    Help,
+    Usage(String),
+}
+
+/// The clap command: one argument per spelling of [`FLAGS`], and the positionals. clap
+/// keeps the values as given; [`given`] checks them in argv order, so that the first
+/// problem on the command line is the one reported, as clap would not for a value it
+/// holds back while it looks at the next argument.
+fn command() -> clap::Command {
+    let flags = FLAGS.iter().map(|&(name, key, takes)| {
+        let arg = clap::Arg::new(name).action(clap::ArgAction::Append);
+        let arg = match name.strip_prefix("--") {
+            Some(long) => arg.long(long),
+            None => arg.short(name.chars().nth(1).expect("-x")),
+        };
+        match takes {
+            Takes::Value(_) => arg.num_args(1).allow_hyphen_values(true),
+            Takes::List(_) => arg
+                .num_args(1)
+                .allow_hyphen_values(true)
+                .value_delimiter(','),
+            // Given alone: a switch is on, --dry-run is client, --wait is helm's default.
+            Takes::Inline => arg
+                .num_args(0..=1)
+                .require_equals(true)
+                .default_missing_value(if key == Key::DryRun { "client" } else { "true" }),
+        }
+    });
+    clap::Command::new("helm lockstep")
+        .no_binary_name(true)
+        .disable_help_flag(true)
+        .disable_version_flag(true)
+        .args(flags)
+        .arg(
+            clap::Arg::new(POSITIONAL)
+                .num_args(0..)
+                .action(clap::ArgAction::Append),
+        )
+}
+
+/// Checks the value `name` (a spelling of `key`) was given.
+fn given(name: &str, key: Key, takes: Takes, v: &str) -> std::result::Result<Given, Stop> {
+    Ok(match key {
+        Key::Help => return Err(Stop::Help),
+        Key::ApiWorkload => Given::Workload(
+            v.parse()
+                .map_err(|e: String| Stop::Usage(format!("--api-workload {e}")))?,
+        ),
+        Key::Phase => Given::Phase(
+            settings::parse_phase(v).map_err(|e| Stop::Usage(format!("--phase: {e}")))?,
+        ),
+        Key::Output => Given::Output(match v {
+            "text" | "table" => PlanOutput::Text,
+            "json" => PlanOutput::Json,
+            o => return Err(Stop::Usage(format!("--output {o:?}: use text or json"))),
+        }),
+        Key::Wait => Given::Behaviour(Behaviour::Wait(match v {
+            "true" => None,
+            "watcher" | "hookOnly" | "legacy" => Some(v.to_owned()),
+            _ => {
+                return Err(Stop::Usage(format!(
+                    "--wait={v}: use --wait, or --wait=watcher|hookOnly|legacy (Helm 4)"
+                )))
+            }
+        })),
+        Key::DryRun => match v {
+            "client" | "server" => Given::Behaviour(Behaviour::DryRun(v.to_owned())),
+            _ => {
+                return Err(Stop::Usage(format!(
+                    "--dry-run={v}: use --dry-run, --dry-run=client or --dry-run=server"
+                )))
+            }
+        },
+        Key::Timeout if !is_go_duration(v) => {
+            return Err(Stop::Usage(format!(
+                "--timeout {v:?} is not a duration: use e.g. 300s, 10m or 1h30m"
+            )))
+        }
+        Key::Timeout => Given::Behaviour(Behaviour::Timeout(v.to_owned())),
+        Key::HistoryMax => {
+            Given::Behaviour(Behaviour::HistoryMax(v.parse().map_err(|_| {
+                Stop::Usage(format!("--history-max {v:?} is not a number"))
+            })?))
+        }
+        _ if matches!(takes, Takes::Inline) => Given::On(match v {
+            "true" => true,
+            "false" => false,
+            _ => return Err(Stop::Usage(format!("{name} takes no value (got {v:?})"))),
+        }),
+        _ => Given::Text(v.to_owned()),
+    })
+}
+
 /// Parses the arguments after `lockstep helm`. Err is a usage error (exit 2).
 pub(crate) fn parse(args: &[String]) -> std::result::Result<Parsed, String> {
-    let mut inv = Invocation::default();
-    let mut positional: Vec<String> = Vec::new();
-    let mut i = 0;
-    let mut only_positional = false;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        if only_positional || arg == "-" || !arg.starts_with('-') {
-            positional.push(arg.clone());
-            continue;
+    // clap stops at an unknown flag or a missing value; the flags before it are parsed
+    // again without stopping, since one of them may be the first problem.
+    let (matches, stopped) = match command().try_get_matches_from(args) {
+        Ok(m) => (m, None),
+        Err(e) => {
+            let before = command().ignore_errors(true).try_get_matches_from(args);
+            (before.unwrap_or_default(), Some(clap_problem(&e)))
         }
-        if arg == "--" {
-            only_positional = true;
-            continue;
-        }
-        // The flag's name and its inline value: --name=value, -xVALUE, -x=VALUE.
-        let (name, inline): (String, Option<String>) = if let Some(long) = arg.strip_prefix("--") {
-            match long.split_once('=') {
-                Some((n, v)) => (format!("--{n}"), Some(v.to_owned())),
-                None => (arg.clone(), None),
-            }
-        } else {
-            let short: String = arg.chars().take(2).collect();
-            let rest = &arg[short.len()..];
-            let rest = rest.strip_prefix('=').unwrap_or(rest);
-            (short, (!rest.is_empty()).then(|| rest.to_owned()))
-        };
-        let mut f = Flag {
-            name,
-            inline,
-            args,
-            next: &mut i,
-        };
-        if apply(&mut inv, &mut f)? {
-            return Ok(Parsed::Help);
-        }
+    };
+    let inv = match in_argv_order(&matches) {
+        Ok(inv) => inv,
+        Err(Stop::Help) => return Ok(Parsed::Help),
+        Err(Stop::Usage(m)) => return Err(m),
+    };
+    if let Some(problem) = stopped {
+        return Err(problem);
     }
+    let positional: Vec<String> = matches
+        .get_many::<String>(POSITIONAL)
+        .map(|v| v.cloned().collect())
+        .unwrap_or_default();
     finish(inv, &positional)
 }
 
-/// One flag as given: its name, its inline value, and the arguments after it.
-struct Flag<'a> {
-    name: String,
-    inline: Option<String>,
-    args: &'a [String],
-    /// The index of the next argument: a value not given inline is taken from there.
-    next: &'a mut usize,
+/// The flags' values checked and applied in argv order (the last one given wins).
+fn in_argv_order(matches: &clap::ArgMatches) -> std::result::Result<Invocation, Stop> {
+    let mut given_at: Vec<(usize, &str, Key, Takes, &String)> = Vec::new();
+    for &(name, key, takes) in FLAGS {
+        if let (Some(at), Some(values)) =
+            (matches.indices_of(name), matches.get_many::<String>(name))
+        {
+            given_at.extend(at.zip(values).map(|(i, v)| (i, name, key, takes, v)));
+        }
+    }
+    given_at.sort_by_key(|g| g.0);
+    let mut inv = Invocation::default();
+    for (_, name, key, takes, v) in given_at {
+        apply(&mut inv, key, given(name, key, takes, v)?);
+    }
+    Ok(inv)
 }
 
-impl Flag<'_> {
-    /// The flag's value: inline, else the next argument.
-    fn value(&mut self, what: &str) -> std::result::Result<String, String> {
-        if let Some(v) = &self.inline {
-            return Ok(v.clone());
+/// The usage error a clap error stands for: a flag without its value, or a flag not in
+/// [`FLAGS`] (refused with its reason when lockstep knows it).
+fn clap_problem(e: &clap::Error) -> String {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    // The flag as clap shows it: `--name` or `-x`, then its value name, if any.
+    let flag = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => s.split([' ', '=']).next().unwrap_or_default(),
+        _ => "",
+    };
+    match (e.kind(), FLAGS.iter().find(|f| f.0 == flag)) {
+        (ErrorKind::InvalidValue, Some((_, _, Takes::Value(what) | Takes::List(what)))) => {
+            format!("{flag} needs a value ({what})")
         }
-        match self.args.get(*self.next) {
-            Some(v) => {
-                *self.next += 1;
-                Ok(v.clone())
-            }
-            None => Err(format!("{} needs a value ({what})", self.name)),
-        }
-    }
-
-    /// A switch: given alone, `=true` or `=false`.
-    fn on(&self) -> std::result::Result<bool, String> {
-        match self.inline.as_deref() {
-            None | Some("true") => Ok(true),
-            Some("false") => Ok(false),
-            Some(v) => Err(format!("{} takes no value (got {v:?})", self.name)),
-        }
+        _ => match refused_flag(flag) {
+            Some(why) => format!("{flag} is not supported by helm lockstep: {why}"),
+            None => format!("unknown or unsupported flag {flag}: helm lockstep passes no flag to helm it does not know (the supported flags are listed below)"),
+        },
     }
 }
 
-/// Applies one flag to `inv`; Ok(true): help was asked for. Over 80 lines on purpose:
-/// one arm per flag of the whitelist, so that the whole whitelist reads in one place,
-/// and anything else is refused (with its reason when lockstep knows the flag).
-fn apply(inv: &mut Invocation, f: &mut Flag) -> std::result::Result<bool, String> {
-    let name = f.name.clone();
-    match name.as_str() {
-        "-h" | "--help" => return Ok(true),
-        "-f" | "--values" => {
-            let v = f.value("a values file")?;
-            inv.values.extend(v.split(',').filter(|s| !s.is_empty()).map(PathBuf::from));
-        }
-        "--set" => inv.set.push(f.value("KEY=VALUE")?),
-        "--set-string" => inv.set_string.push(f.value("KEY=VALUE")?),
-        "--version" => inv.pull.version = Some(f.value("the chart version")?),
-        "--repo" => inv.pull.repo = Some(f.value("a chart repository URL")?),
-        "--username" => inv.pull.username = Some(f.value("a user name")?),
-        "--password-file" => inv.pull.password_file = Some(PathBuf::from(f.value("a file")?)),
-        "--ca-file" => inv.pull.ca_file = Some(PathBuf::from(f.value("a file")?)),
-        "--insecure-skip-tls-verify" => inv.pull.insecure_skip_tls_verify = f.on()?,
-        "--plain-http" => inv.pull.plain_http = f.on()?,
-        "--kube-version" => inv.kube_version = Some(f.value("a Kubernetes version")?),
-        "--api-versions" => {
-            let v = f.value("GROUP/VERSION")?;
-            inv.api_versions.extend(v.split(',').filter(|s| !s.is_empty()).map(str::to_owned));
-        }
-        "--profile" => inv.profile = Some(f.value("a profile name or file")?),
-        "--api-workload" => {
-            let v = f.value("KIND/NAME[:CONTAINER]")?;
-            inv.api_workload = Some(v.parse().map_err(|e: String| format!("--api-workload {e}"))?);
-        }
-        "--phase" => {
-            let v = f.value("presync or sync")?;
-            inv.phase = Some(settings::parse_phase(&v).map_err(|e| format!("--phase: {e}"))?);
-        }
-        "--from" => inv.from = Some(f.value("the deployed release's version")?),
-        "--from-image" => inv.from_image = Some(f.value("an image")?),
-        "--allow-downgrade" => inv.allow_downgrade = f.on()?,
-        "--force-migrations" => inv.force_migrations = f.on()?,
-        "--downgrade-revision" => inv.downgrade_revisions.push(f.value("DB=REVISION")?),
-        "--gate-image" => inv.gate_image = Some(f.value("an image")?),
-        "--job-template" => inv.job_template = Some(PathBuf::from(f.value("a file")?)),
-        "-n" | "--namespace" => inv.namespace = Some(f.value("a namespace")?),
-        "--kube-context" => inv.kube_context = Some(f.value("a kube context")?),
-        "-o" | "--output" => {
-            inv.output = match f.value("text or json")?.as_str() {
-                "text" | "table" => PlanOutput::Text,
-                "json" => PlanOutput::Json,
-                o => return Err(format!("--output {o:?}: use text or json")),
+/// Applies one flag's value to `inv`.
+fn apply(inv: &mut Invocation, key: Key, value: Given) {
+    let text = |v: Given| match v {
+        Given::Text(t) => t,
+        other => unreachable!("{key:?} takes text, not {other:?}"),
+    };
+    match (key, value) {
+        (_, Given::Workload(w)) => inv.flags.api_workload = Some(w),
+        (_, Given::Phase(p)) => inv.flags.phase = Some(p),
+        (_, Given::Output(o)) => inv.output = o,
+        (_, Given::Behaviour(b)) => inv.behaviour.push(b),
+        (Key::InsecureSkipTlsVerify, Given::On(on)) => inv.pull.insecure_skip_tls_verify = on,
+        (Key::PlainHttp, Given::On(on)) => inv.pull.plain_http = on,
+        (Key::AllowDowngrade, Given::On(on)) => inv.flags.allow_downgrade = Some(on),
+        (Key::ForceMigrations, Given::On(on)) => inv.flags.force_migrations = Some(on),
+        (_, Given::On(false)) => {}
+        (_, Given::On(true)) => inv.behaviour.push(switch_behaviour(key)),
+        (Key::Values, v) => {
+            let v = text(v);
+            if !v.is_empty() {
+                inv.chart.values.push(PathBuf::from(v));
             }
         }
-        "--wait" => {
-            let b = match f.inline.as_deref() {
-                None | Some("true") => Behaviour::Wait(None),
-                Some(s @ ("watcher" | "hookOnly" | "legacy")) => Behaviour::Wait(Some(s.to_owned())),
-                Some(v) => return Err(format!("--wait={v}: use --wait, or --wait=watcher|hookOnly|legacy (Helm 4)")),
-            };
-            inv.behaviour.push(b);
-        }
-        "--wait-for-jobs" => push_bool(inv, f.on()?, Behaviour::WaitForJobs),
-        "--timeout" => {
-            let v = f.value("a duration such as 10m")?;
-            if !is_go_duration(&v) {
-                return Err(format!("--timeout {v:?} is not a duration: use e.g. 300s, 10m or 1h30m"));
+        (Key::ApiVersions, v) => {
+            let v = text(v);
+            if !v.is_empty() {
+                inv.chart.api_versions.push(v);
             }
-            inv.behaviour.push(Behaviour::Timeout(v));
         }
-        "--atomic" | "--rollback-on-failure" => push_bool(inv, f.on()?, Behaviour::RollbackOnFailure),
-        "--dry-run" => {
-            let mode = match f.inline.as_deref() {
-                None | Some("client") => "client",
-                Some("server") => "server",
-                Some(v) => return Err(format!("--dry-run={v}: use --dry-run, --dry-run=client or --dry-run=server")),
-            };
-            inv.behaviour.push(Behaviour::DryRun(mode.to_owned()));
-        }
-        "--create-namespace" => push_bool(inv, f.on()?, Behaviour::CreateNamespace),
-        "--description" => inv.behaviour.push(Behaviour::Description(f.value("a description")?)),
-        "--disable-openapi-validation" => push_bool(inv, f.on()?, Behaviour::DisableOpenapiValidation),
-        "--skip-crds" => push_bool(inv, f.on()?, Behaviour::SkipCrds),
-        "-i" | "--install" => push_bool(inv, f.on()?, Behaviour::Install),
-        "--cleanup-on-fail" => push_bool(inv, f.on()?, Behaviour::CleanupOnFail),
-        "--history-max" => {
-            let v = f.value("a number")?;
-            let n = v.parse().map_err(|_| format!("--history-max {v:?} is not a number"))?;
-            inv.behaviour.push(Behaviour::HistoryMax(n));
-        }
-        other => {
-            return Err(match refused_flag(other) {
-                Some(why) => format!("{other} is not supported by helm lockstep: {why}"),
-                None => format!("unknown or unsupported flag {other}: helm lockstep passes no flag to helm it does not know (the supported flags are listed below)"),
-            })
-        }
+        (Key::Set, v) => inv.chart.set.push(text(v)),
+        (Key::SetString, v) => inv.chart.set_string.push(text(v)),
+        (Key::DowngradeRevision, v) => inv
+            .flags
+            .downgrade_revisions
+            .get_or_insert_with(Vec::new)
+            .push(text(v)),
+        (Key::Description, v) => inv.behaviour.push(Behaviour::Description(text(v))),
+        (Key::Version, v) => inv.pull.version = Some(text(v)),
+        (Key::Repo, v) => inv.pull.repo = Some(text(v)),
+        (Key::Username, v) => inv.pull.username = Some(text(v)),
+        (Key::PasswordFile, v) => inv.pull.password_file = Some(PathBuf::from(text(v))),
+        (Key::CaFile, v) => inv.pull.ca_file = Some(PathBuf::from(text(v))),
+        (Key::KubeVersion, v) => inv.chart.kube_version = Some(text(v)),
+        (Key::Profile, v) => inv.flags.profile = Some(text(v)),
+        (Key::From, v) => inv.flags.from = Some(text(v)),
+        (Key::FromImage, v) => inv.flags.from_image = Some(text(v)),
+        (Key::GateImage, v) => inv.flags.gate_image = Some(text(v)),
+        (Key::JobTemplate, v) => inv.flags.job_template = Some(PathBuf::from(text(v))),
+        (Key::Namespace, v) => inv.flags.namespace = Some(text(v)),
+        (Key::KubeContext, v) => inv.kube_context = Some(text(v)),
+        (key, v) => unreachable!("{key:?} = {v:?}: checked by `given`"),
     }
-    Ok(false)
+}
+
+/// The behaviour a switch turns on.
+fn switch_behaviour(key: Key) -> Behaviour {
+    match key {
+        Key::WaitForJobs => Behaviour::WaitForJobs,
+        Key::RollbackOnFailure => Behaviour::RollbackOnFailure,
+        Key::CreateNamespace => Behaviour::CreateNamespace,
+        Key::DisableOpenapiValidation => Behaviour::DisableOpenapiValidation,
+        Key::SkipCrds => Behaviour::SkipCrds,
+        Key::Install => Behaviour::Install,
+        Key::CleanupOnFail => Behaviour::CleanupOnFail,
+        other => unreachable!("{other:?} is not a behaviour switch"),
+    }
 }
 
 /// The command, RELEASE and CHART, and the flags that belong to another command.
@@ -368,8 +541,8 @@ fn finish(mut inv: Invocation, positional: &[String]) -> std::result::Result<Par
     let cmd = inv.command.expect("just set");
     match &positional[1..] {
         [release, chart] => {
-            inv.release = release.clone();
-            inv.chart = PathBuf::from(chart);
+            inv.flags.release = Some(release.clone());
+            inv.chart.path = PathBuf::from(chart);
         }
         [] | [_] => {
             return Err(format!(
@@ -387,9 +560,15 @@ fn finish(mut inv: Invocation, positional: &[String]) -> std::result::Result<Par
             ))
         }
     }
-    if let Some(problem) = settings::release_name_problem(&inv.release) {
+    if let Some(problem) = settings::release_name_problem(inv.release()) {
         return Err(problem);
     }
+    // The switches and lists are said by the flags even when not given: the flags'
+    // layer wins over lockstep.yaml for them.
+    let f = &mut inv.flags;
+    f.allow_downgrade.get_or_insert(false);
+    f.force_migrations.get_or_insert(false);
+    f.downgrade_revisions.get_or_insert_with(Vec::new);
     // Flags that belong to other commands.
     for b in &inv.behaviour {
         let flag = behaviour_flag(b);
@@ -414,12 +593,6 @@ fn finish(mut inv: Invocation, positional: &[String]) -> std::result::Result<Par
         return Err(format!("--output is a flag of plan, not of {}", cmd.name()));
     }
     Ok(Parsed::Run(Box::new(inv)))
-}
-
-fn push_bool(inv: &mut Invocation, on: bool, b: Behaviour) {
-    if on {
-        inv.behaviour.push(b);
-    }
 }
 
 fn behaviour_flag(b: &Behaviour) -> &'static str {

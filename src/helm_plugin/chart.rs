@@ -163,8 +163,9 @@ pub(crate) fn deploy(helm: &Path, inv: &Invocation, notes: &mut Vec<String>) -> 
 
     let chart_abs = inv
         .chart
+        .path
         .canonicalize()
-        .with_context(|| format!("cannot resolve {}", inv.chart.display()))?;
+        .with_context(|| format!("cannot resolve {}", inv.chart.path.display()))?;
     let chart_yaml = helm::run(
         helm,
         &["show".into(), "chart".into(), chart_abs.into_os_string()],
@@ -175,20 +176,26 @@ pub(crate) fn deploy(helm: &Path, inv: &Invocation, notes: &mut Vec<String>) -> 
 
     let mut args: Vec<OsString> = vec![
         cmd.name().into(),
-        inv.release.clone().into(),
+        inv.release().into(),
         chart_dir.into_os_string(),
     ];
     args.extend(conn.args());
     // The user's values go on record in the release (`helm get values`); the temporary
     // chart does not read them: the stream is rendered already.
-    for f in &inv.values {
+    for f in &inv.chart.values {
         let mut s = OsString::from("--values=");
         s.push(f.as_os_str());
         args.push(s);
     }
-    args.extend(inv.set.iter().map(|s| OsString::from(format!("--set={s}"))));
     args.extend(
-        inv.set_string
+        inv.chart
+            .set
+            .iter()
+            .map(|s| OsString::from(format!("--set={s}"))),
+    );
+    args.extend(
+        inv.chart
+            .set_string
             .iter()
             .map(|s| OsString::from(format!("--set-string={s}"))),
     );

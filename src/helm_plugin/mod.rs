@@ -21,8 +21,8 @@ mod args;
 mod chart;
 mod cluster;
 
-use crate::settings::{self, FrontEnd, Inputs, Layer, Setting};
-use crate::{exit, gate, helm, source, ChartInput, Input, Request};
+use crate::settings::{self, FrontEnd, Inputs, Setting};
+use crate::{exit, gate, helm, source, Input, Request};
 use anyhow::{anyhow, Result};
 use args::{Action, Invocation, Parsed, PlanOutput, USAGE};
 use cluster::{deployed_image, lookup, Connection};
@@ -41,9 +41,9 @@ pub fn main(args: &[String], notes: &mut Vec<String>) -> Result<()> {
     };
     // A chart not on disk is pulled once; `_pulled` keeps it until helm is done with it.
     let mut inv = inv;
-    let (path, _pulled) = crate::fetch::resolve(&inv.chart.to_string_lossy(), &inv.pull)?;
+    let (path, _pulled) = crate::fetch::resolve(&inv.chart.path.to_string_lossy(), &inv.pull)?;
     inv.pulled = _pulled.is_some();
-    inv.chart = path;
+    inv.chart.path = path;
     let helm = helm::helm_bin()?;
     match inv.command.expect("parse sets the command") {
         Action::Template => {
@@ -77,82 +77,59 @@ pub(super) fn build_request(
         FrontEnd::HelmPlugin {
             plan: cmd == Action::Plan,
         },
-        Input::Chart(ChartInput {
-            path: inv.chart.clone(),
-            values: inv.values.clone(),
-            set: inv.set.clone(),
-            set_string: inv.set_string.clone(),
-            kube_version: inv.kube_version.clone(),
-            api_versions: inv.api_versions.clone(),
-        }),
+        Input::Chart(inv.chart.clone()),
     );
-    inputs.flags = flags(inv);
+    inputs.flags = inv.flags.clone();
     inputs.platform.namespace = env("HELM_NAMESPACE");
     let namespace = inputs.pick(Setting::Namespace, |l| l.namespace);
     let conn = Connection::new(namespace.map(|(_, ns)| ns), inv);
-    let meta = source::read_chart(&inv.chart)?.meta;
-    let root = crate::chart_repository(None, &inv.chart)?;
+    let meta = source::read_chart(&inv.chart.path)?.meta;
+    let root = crate::chart_repository(None, &inv.chart.path)?;
     let chart = settings::ChartAt {
         meta: &meta,
         root: &root,
-        path: &inv.chart,
+        path: &inv.chart.path,
     };
     // The pipeline notes its choice of profile; the same choice here is not noted twice.
-    let profile = settings::choose_profile(inv.profile.as_deref(), Some(chart), &mut Vec::new())?;
+    let profile =
+        settings::choose_profile(inv.flags.profile.as_deref(), Some(chart), &mut Vec::new())?;
     if !inv.pulled {
-        crate::fetch::check_version(&inv.chart, inv.pull.version.as_deref(), &meta)?;
+        crate::fetch::check_version(&inv.chart.path, inv.pull.version.as_deref(), &meta)?;
     }
-    inputs.cluster = if inv.from.is_some() && !cmd.deploys() {
+    inputs.cluster = if inv.flags.from.is_some() && !cmd.deploys() {
         notes.push(format!(
             "the deployed release is {} (--from); the cluster was not asked",
-            inv.from.as_deref().unwrap_or_default()
+            inv.flags.from.as_deref().unwrap_or_default()
         ));
         None
     } else {
         let mut d = lookup(
             helm,
             &conn,
-            &inv.release,
+            inv.release(),
             &meta,
             &profile,
-            inv.api_workload.as_ref(),
+            inv.flags.api_workload.as_ref(),
             notes,
         )?;
         // A downgrade Job runs the deployed (newer) image: read it from the deployed manifest.
-        if let Some(d) = d
-            .as_mut()
-            .filter(|d| inv.allow_downgrade && inv.from_image.is_none() && d.image.is_none())
-        {
+        if let Some(d) = d.as_mut().filter(|d| {
+            inv.flags.allow_downgrade == Some(true)
+                && inv.flags.from_image.is_none()
+                && d.image.is_none()
+        }) {
             d.image = Some(deployed_image(
                 helm,
                 &conn,
-                &inv.release,
+                inv.release(),
                 d.revision,
                 &profile,
-                inv.api_workload.as_ref(),
+                inv.flags.api_workload.as_ref(),
             )?);
         }
         d
     };
     settings::resolve(inputs, notes)
-}
-
-/// What the flags (and RELEASE) say, as a settings layer.
-fn flags(inv: &Invocation) -> Layer {
-    Layer {
-        release: Some(inv.release.clone()),
-        namespace: inv.namespace.clone(),
-        profile: inv.profile.clone(),
-        api_workload: inv.api_workload.clone(),
-        phase: inv.phase,
-        job_template: inv.job_template.clone(),
-        gate_image: inv.gate_image.clone(),
-        from: inv.from.clone(),
-        from_image: inv.from_image.clone(),
-        allow_downgrade: Some(inv.allow_downgrade),
-        force_migrations: Some(inv.force_migrations),
-        downgrade_revisions: Some(inv.downgrade_revisions.clone()),
-    }
 }
 
 /// A variable of helm's plugin environment; empty counts as not set.
@@ -183,7 +160,7 @@ fn plan(helm: &Path, inv: &Invocation, notes: &mut Vec<String>) -> Result<()> {
         None => match inv.output {
             PlanOutput::Text => format!(
                 "First install of {} {} as release {} (profile {}): no deployed release, nothing to upgrade from.\n",
-                a.chart.name, a.target, inv.release, a.profile.name
+                a.chart.name, a.target, inv.release(), a.profile.name
             ),
             PlanOutput::Json => {
                 serde_json::to_string_pretty(&serde_json::json!({

@@ -4,31 +4,42 @@
 use super::*;
 use std::path::Path;
 
-fn run(args: &[&str]) -> Invocation {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    match parse(&args) {
+/// The words of `line`, as a shell would split a line without quotes.
+fn words(line: &str) -> Vec<String> {
+    line.split_whitespace().map(str::to_owned).collect()
+}
+
+fn parsed(line: &str) -> std::result::Result<Parsed, String> {
+    parse(&words(line))
+}
+
+fn run(line: &str) -> Invocation {
+    match parsed(line) {
         Ok(Parsed::Run(i)) => *i,
-        other => panic!("{args:?}: {other:?}"),
+        other => panic!("{line}: {other:?}"),
     }
 }
 
-/// `template r c ARGS...`.
-fn template(args: &[&str]) -> Invocation {
-    run(&[&["template", "r", "c"], args].concat())
+/// `template r c ARGS`.
+fn template(args: &str) -> Invocation {
+    run(&format!("template r c {args}"))
 }
 
-/// `upgrade r c ARGS...`: the behaviour flags, as Helm 4 gets them.
-fn upgrade_flags(args: &[&str]) -> Vec<String> {
-    let i = run(&[&["upgrade", "r", "c"], args].concat());
-    helm_flags(&i.behaviour, 4).unwrap()
+/// `upgrade r c ARGS`: the behaviour flags, as Helm 4 gets them.
+fn upgrade_flags(args: &str) -> Vec<String> {
+    helm_flags(&run(&format!("upgrade r c {args}")).behaviour, 4).unwrap()
 }
 
-fn err(args: &[&str]) -> String {
-    let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
-    match parse(&args) {
+fn err(line: &str) -> String {
+    match parsed(line) {
         Err(e) => e,
-        other => panic!("{args:?}: expected a usage error, got {other:?}"),
+        other => panic!("{line}: expected a usage error, got {other:?}"),
     }
+}
+
+/// `--allow-downgrade` and `--force-migrations` as the flags' layer holds them.
+fn downgrade_switches(i: &Invocation) -> (Option<bool>, Option<bool>) {
+    (i.flags.allow_downgrade, i.flags.force_migrations)
 }
 
 fn paths(p: &[&str]) -> Vec<PathBuf> {
@@ -37,130 +48,88 @@ fn paths(p: &[&str]) -> Vec<PathBuf> {
 
 #[test]
 fn command_release_and_chart() {
-    let i = run(&["upgrade", "rel", "./chart"]);
+    let i = run("upgrade rel ./chart");
     assert_eq!(i.command, Some(Action::Upgrade));
-    assert_eq!(i.release, "rel");
-    assert_eq!(i.chart, Path::new("./chart"));
+    assert_eq!(i.release(), "rel");
+    assert_eq!(i.chart.path, Path::new("./chart"));
 }
 
 #[test]
 fn flags_go_anywhere() {
-    let i = run(&[
-        "-f", "a.yaml", "plan", "--from", "1.0.0", "rel", "-o", "json", "chart",
-    ]);
-    assert_eq!((i.command, i.release.as_str()), (Some(Action::Plan), "rel"));
-    assert_eq!(i.chart, Path::new("chart"));
-    assert_eq!(i.values, paths(&["a.yaml"]));
-    assert_eq!(i.from.as_deref(), Some("1.0.0"));
+    let i = run("-f a.yaml plan --from 1.0.0 rel -o json chart");
+    assert_eq!((i.command, i.release()), (Some(Action::Plan), "rel"));
+    assert_eq!(i.chart.path, Path::new("chart"));
+    assert_eq!(i.chart.values, paths(&["a.yaml"]));
+    assert_eq!(i.flags.from.as_deref(), Some("1.0.0"));
     assert_eq!(i.output, PlanOutput::Json);
 }
 
 #[test]
 fn values_in_every_form() {
-    let i = template(&[
-        "-f",
-        "a.yaml",
-        "-fb.yaml",
-        "-f=c.yaml",
-        "--values",
-        "d.yaml",
-        "--values=e.yaml",
-    ]);
+    let i = template("-f a.yaml -fb.yaml -f=c.yaml --values d.yaml --values=e.yaml");
     assert_eq!(
-        i.values,
+        i.chart.values,
         paths(&["a.yaml", "b.yaml", "c.yaml", "d.yaml", "e.yaml"])
     );
 }
 
 #[test]
 fn values_comma_separated() {
-    let i = template(&["-f", "a.yaml,b.yaml", "--values=c.yaml,,d.yaml,"]);
-    assert_eq!(i.values, paths(&["a.yaml", "b.yaml", "c.yaml", "d.yaml"]));
+    let i = template("-f a.yaml,b.yaml --values=c.yaml,,d.yaml,");
+    assert_eq!(
+        i.chart.values,
+        paths(&["a.yaml", "b.yaml", "c.yaml", "d.yaml"])
+    );
 }
 
 #[test]
 fn set_and_set_string_repeat_and_keep_commas() {
-    let i = template(&[
-        "--set",
-        "a=1,b=2",
-        "--set=c=3",
-        "--set-string",
-        "d=x",
-        "--set-string=e=y",
-    ]);
-    assert_eq!(i.set, ["a=1,b=2", "c=3"]);
-    assert_eq!(i.set_string, ["d=x", "e=y"]);
+    let i = template("--set a=1,b=2 --set=c=3 --set-string d=x --set-string=e=y");
+    assert_eq!(i.chart.set, ["a=1,b=2", "c=3"]);
+    assert_eq!(i.chart.set_string, ["d=x", "e=y"]);
 }
 
 #[test]
 fn an_empty_inline_value_is_a_value() {
-    let i = template(&["--set=", "--from="]);
-    assert_eq!(i.set, [""]);
-    assert_eq!(i.from.as_deref(), Some(""));
+    let i = template("--set= --from=");
+    assert_eq!(i.chart.set, [""]);
+    assert_eq!(i.flags.from.as_deref(), Some(""));
 }
 
 #[test]
 fn a_value_may_start_with_a_dash() {
-    let i = template(&[
-        "--set",
-        "--no-hooks",
-        "--from",
-        "-",
-        "-n",
-        "-x",
-        "--set",
-        "--",
-    ]);
-    assert_eq!(i.set, ["--no-hooks", "--"]);
-    assert_eq!(i.from.as_deref(), Some("-"));
-    assert_eq!(i.namespace.as_deref(), Some("-x"));
+    let i = template("--set --no-hooks --from - -n -x --set --");
+    assert_eq!(i.chart.set, ["--no-hooks", "--"]);
+    assert_eq!(i.flags.from.as_deref(), Some("-"));
+    assert_eq!(i.flags.namespace.as_deref(), Some("-x"));
 }
 
 #[test]
 fn api_versions_repeat_and_comma_separated() {
-    let i = template(&["--api-versions", "a/v1,b/v1", "--api-versions=c/v1"]);
-    assert_eq!(i.api_versions, ["a/v1", "b/v1", "c/v1"]);
+    let i = template("--api-versions a/v1,b/v1 --api-versions=c/v1");
+    assert_eq!(i.chart.api_versions, ["a/v1", "b/v1", "c/v1"]);
 }
 
 #[test]
 fn a_single_valued_flag_given_twice_keeps_the_last() {
-    let i = template(&[
-        "--from",
-        "1.0.0",
-        "--from=2.0.0",
-        "--phase",
-        "sync",
-        "--phase",
-        "presync",
-    ]);
-    assert_eq!(i.from.as_deref(), Some("2.0.0"));
-    assert_eq!(i.phase, Some(Phase::Presync));
+    let i = template("--from 1.0.0 --from=2.0.0 --phase sync --phase presync");
+    assert_eq!(i.flags.from.as_deref(), Some("2.0.0"));
+    assert_eq!(i.flags.phase, Some(Phase::Presync));
 }
 
 #[test]
 fn output_forms() {
-    let i = run(&["plan", "r", "c", "-o", "json", "--output", "table"]);
+    let i = run("plan r c -o json --output table");
     assert_eq!(i.output, PlanOutput::Text);
-    let i = run(&["plan", "r", "c", "--output=json"]);
+    let i = run("plan r c --output=json");
     assert_eq!(i.output, PlanOutput::Json);
-    let i = run(&["plan", "r", "c", "-ojson"]);
+    let i = run("plan r c -ojson");
     assert_eq!(i.output, PlanOutput::Json);
 }
 
 #[test]
 fn chart_pulling_flags() {
-    let i = template(&[
-        "--version",
-        "1.2.3",
-        "--repo=https://charts.example",
-        "--username",
-        "u",
-        "--password-file",
-        "pw",
-        "--ca-file=ca.pem",
-        "--insecure-skip-tls-verify",
-        "--plain-http=true",
-    ]);
+    let i = template("--version 1.2.3 --repo=https://charts.example --username u --password-file pw --ca-file=ca.pem --insecure-skip-tls-verify --plain-http=true");
     assert_eq!(i.pull.version.as_deref(), Some("1.2.3"));
     assert_eq!(i.pull.repo.as_deref(), Some("https://charts.example"));
     assert_eq!(i.pull.username.as_deref(), Some("u"));
@@ -171,97 +140,66 @@ fn chart_pulling_flags() {
 
 #[test]
 fn switches_given_false_are_off() {
-    let i = template(&[
-        "--insecure-skip-tls-verify=false",
-        "--plain-http=false",
-        "--allow-downgrade=false",
-        "--force-migrations=false",
-    ]);
+    let i = template("--insecure-skip-tls-verify=false --plain-http=false --allow-downgrade=false --force-migrations=false");
     assert!(!i.pull.insecure_skip_tls_verify && !i.pull.plain_http);
-    assert!(!i.allow_downgrade && !i.force_migrations);
+    assert_eq!(downgrade_switches(&i), (Some(false), Some(false)));
+}
+
+#[test]
+fn switches_and_lists_not_given_are_said_off_and_empty() {
+    // The flags' layer speaks for them even when not given, so lockstep.yaml does not.
+    let i = template("");
+    assert_eq!(downgrade_switches(&i), (Some(false), Some(false)));
+    assert_eq!(i.flags.downgrade_revisions, Some(Vec::new()));
+    assert_eq!(i.flags.release.as_deref(), Some("r"));
 }
 
 #[test]
 fn a_later_false_turns_a_switch_off() {
-    let i = template(&[
-        "--allow-downgrade",
-        "--allow-downgrade=false",
-        "--force-migrations=false",
-        "--force-migrations",
-    ]);
-    assert!(!i.allow_downgrade);
-    assert!(i.force_migrations);
+    let i = template(
+        "--allow-downgrade --allow-downgrade=false --force-migrations=false --force-migrations",
+    );
+    assert_eq!(downgrade_switches(&i), (Some(false), Some(true)));
 }
 
 #[test]
 fn lockstep_flags() {
-    let i = template(&[
-        "--profile",
-        "generic",
-        "--api-workload",
-        "Deployment/api:app",
-        "--phase=sync",
-        "--from",
-        "0.8.2",
-        "--from-image",
-        "img:1",
-        "--allow-downgrade=true",
-        "--force-migrations",
-        "--downgrade-revision",
-        "db=abc",
-        "--downgrade-revision=db2=def",
-        "--gate-image",
-        "gate:1",
-        "--job-template",
-        "job.yaml",
-        "--kube-version",
-        "1.30.0",
-    ]);
-    assert_eq!(i.profile.as_deref(), Some("generic"));
-    let w = i.api_workload.unwrap();
+    let i = template("--profile generic --api-workload Deployment/api:app --phase=sync --from 0.8.2 --from-image img:1 --allow-downgrade=true --force-migrations --downgrade-revision db=abc --downgrade-revision=db2=def --gate-image gate:1 --job-template job.yaml --kube-version 1.30.0");
+    assert_eq!(i.flags.profile.as_deref(), Some("generic"));
+    let w = i.flags.api_workload.clone().unwrap();
     assert_eq!(
         (w.kind.as_str(), w.name.as_str(), w.container.as_deref()),
         ("Deployment", "api", Some("app"))
     );
-    assert_eq!(i.phase, Some(Phase::Sync));
+    assert_eq!(i.flags.phase, Some(Phase::Sync));
     assert_eq!(
-        (i.from.as_deref(), i.from_image.as_deref()),
+        (i.flags.from.as_deref(), i.flags.from_image.as_deref()),
         (Some("0.8.2"), Some("img:1"))
     );
-    assert!(i.allow_downgrade && i.force_migrations);
-    assert_eq!(i.downgrade_revisions, ["db=abc", "db2=def"]);
-    assert_eq!(i.gate_image.as_deref(), Some("gate:1"));
-    assert_eq!(i.job_template.as_deref(), Some(Path::new("job.yaml")));
-    assert_eq!(i.kube_version.as_deref(), Some("1.30.0"));
+    assert_eq!(downgrade_switches(&i), (Some(true), Some(true)));
+    let revisions = i.flags.downgrade_revisions.unwrap_or_default();
+    assert_eq!(revisions, ["db=abc", "db2=def"]);
+    assert_eq!(i.flags.gate_image.as_deref(), Some("gate:1"));
+    assert_eq!(i.flags.job_template.as_deref(), Some(Path::new("job.yaml")));
+    assert_eq!(i.chart.kube_version.as_deref(), Some("1.30.0"));
 }
 
 #[test]
 fn namespace_and_kube_context() {
-    let i = template(&["-n", "ns", "--kube-context=ctx"]);
+    let i = template("-n ns --kube-context=ctx");
     assert_eq!(
-        (i.namespace.as_deref(), i.kube_context.as_deref()),
+        (i.flags.namespace.as_deref(), i.kube_context.as_deref()),
         (Some("ns"), Some("ctx"))
     );
     assert_eq!(
-        template(&["--namespace=a", "-nb"]).namespace.as_deref(),
+        template("--namespace=a -nb").flags.namespace.as_deref(),
         Some("b")
     );
 }
 
 #[test]
 fn behaviour_in_argv_order_for_helm_3_and_4() {
-    let i = run(&[
-        "upgrade",
-        "rel",
-        "c",
-        "--wait",
-        "--timeout",
-        "10m",
-        "--atomic",
-        "--dry-run",
-        "-i",
-        "--history-max=3",
-    ]);
+    let i = run("upgrade rel c --wait --timeout 10m --atomic --dry-run -i --history-max=3");
     assert_eq!(
         helm_flags(&i.behaviour, 3).unwrap(),
         [
@@ -288,25 +226,25 @@ fn behaviour_in_argv_order_for_helm_3_and_4() {
 
 #[test]
 fn wait_forms() {
-    assert_eq!(upgrade_flags(&["--wait=true"]), ["--wait"]);
+    assert_eq!(upgrade_flags("--wait=true"), ["--wait"]);
     assert_eq!(
-        upgrade_flags(&["--wait=watcher", "--wait=hookOnly"]),
+        upgrade_flags("--wait=watcher --wait=hookOnly"),
         ["--wait=watcher", "--wait=hookOnly"]
     );
-    assert_eq!(upgrade_flags(&["--wait=legacy"]), ["--wait=legacy"]);
+    assert_eq!(upgrade_flags("--wait=legacy"), ["--wait=legacy"]);
 }
 
 #[test]
 fn wait_takes_no_separate_value() {
     assert_eq!(
-        err(&["upgrade", "r", "c", "--wait", "legacy"]),
+        err("upgrade r c --wait legacy"),
         "upgrade takes RELEASE and CHART, got 3 arguments: r c legacy"
     );
 }
 
 #[test]
 fn wait_strategies_are_helm_4s() {
-    let i = run(&["install", "r", "c", "--wait=legacy"]);
+    let i = run("install r c --wait=legacy");
     assert_eq!(
         helm_flags(&i.behaviour, 3).unwrap_err(),
         "--wait=legacy: wait strategies are Helm 4's; with Helm 3 use --wait"
@@ -315,21 +253,14 @@ fn wait_strategies_are_helm_4s() {
 
 #[test]
 fn dry_run_forms() {
-    assert_eq!(upgrade_flags(&["--dry-run=client"]), ["--dry-run=client"]);
-    assert_eq!(upgrade_flags(&["--dry-run=server"]), ["--dry-run=server"]);
+    assert_eq!(upgrade_flags("--dry-run=client"), ["--dry-run=client"]);
+    assert_eq!(upgrade_flags("--dry-run=server"), ["--dry-run=server"]);
 }
 
 #[test]
 fn switches_in_every_form() {
     assert_eq!(
-        upgrade_flags(&[
-            "--wait-for-jobs",
-            "--create-namespace=true",
-            "--disable-openapi-validation",
-            "--skip-crds=true",
-            "--cleanup-on-fail",
-            "--rollback-on-failure=true"
-        ]),
+        upgrade_flags("--wait-for-jobs --create-namespace=true --disable-openapi-validation --skip-crds=true --cleanup-on-fail --rollback-on-failure=true"),
         [
             "--wait-for-jobs",
             "--create-namespace",
@@ -340,66 +271,65 @@ fn switches_in_every_form() {
         ]
     );
     assert_eq!(
-        upgrade_flags(&["-i=true", "--install=true"]),
+        upgrade_flags("-i=true --install=true"),
         ["--install", "--install"]
     );
 }
 
 #[test]
 fn behaviour_switches_given_false_are_left_out() {
-    let flags = upgrade_flags(&[
-        "--wait-for-jobs=false",
-        "--atomic=false",
-        "--rollback-on-failure=false",
-        "--create-namespace=false",
-        "--disable-openapi-validation=false",
-        "--skip-crds=false",
-        "-i=false",
-        "--install=false",
-        "--cleanup-on-fail=false",
-    ]);
+    let flags = upgrade_flags("--wait-for-jobs=false --atomic=false --rollback-on-failure=false --create-namespace=false --disable-openapi-validation=false --skip-crds=false -i=false --install=false --cleanup-on-fail=false");
     assert!(flags.is_empty(), "{flags:?}");
 }
 
 #[test]
 fn description_and_timeout_values() {
+    let mut args = words("upgrade r c --description");
+    args.push("a, b".to_owned());
+    args.extend(words("--timeout=1h30m --description=c"));
+    let Ok(Parsed::Run(i)) = parse(&args) else {
+        panic!("{args:?}")
+    };
     assert_eq!(
-        upgrade_flags(&[
-            "--description",
-            "a, b",
-            "--timeout=1h30m",
-            "--description=c"
-        ]),
+        helm_flags(&i.behaviour, 4).unwrap(),
         ["--description=a, b", "--timeout=1h30m", "--description=c"]
     );
 }
 
 #[test]
 fn double_dash_ends_the_flags() {
-    let i = run(&["template", "--", "r", "-c"]);
+    let i = run("template -- r -c");
     assert_eq!(
-        (i.release.as_str(), i.chart.as_path()),
+        (i.release(), i.chart.path.as_path()),
         ("r", Path::new("-c"))
     );
 }
 
 #[test]
 fn a_lone_dash_is_a_chart() {
-    assert_eq!(run(&["template", "r", "-"]).chart, Path::new("-"));
+    assert_eq!(run("template r -").chart.path, Path::new("-"));
 }
 
 #[test]
 fn help_anywhere() {
-    for a in [
-        &["-h"][..],
-        &["--help"],
-        &["help"],
-        &["template", "r", "c", "-h"],
-        &["help", "me"],
+    for line in [
+        "-h",
+        "--help",
+        "help",
+        "template r c -h",
+        "help me",
+        "upgrade -ih",
     ] {
-        let args: Vec<String> = a.iter().map(|s| (*s).to_owned()).collect();
-        assert!(matches!(parse(&args), Ok(Parsed::Help)), "{a:?}");
+        assert!(matches!(parsed(line), Ok(Parsed::Help)), "{line}");
     }
+}
+
+#[test]
+fn short_switches_cluster_as_in_helm() {
+    // helm (pflag) reads `-if FILE` as `-i -f FILE`, and `-ih` as `-i -h`; so does clap.
+    let i = run("upgrade r c -if a.yaml");
+    assert_eq!(helm_flags(&i.behaviour, 4).unwrap(), ["--install"]);
+    assert_eq!(i.chart.values, paths(&["a.yaml"]));
 }
 
 #[test]
