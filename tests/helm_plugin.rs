@@ -161,6 +161,39 @@ exec -a "$0" '{}' "$@"
             .collect()
     }
 
+    /// Asserts that helm was called with exactly `call` (what follows `helm`).
+    #[track_caller]
+    fn assert_called(&self, call: &str) {
+        let calls = self.calls();
+        assert!(
+            calls.iter().any(|c| c == call),
+            "no `helm {call}` in {calls:?}"
+        );
+    }
+
+    /// Asserts that no helm call starts with any of `prefixes` (`install `, `upgrade `, ...).
+    #[track_caller]
+    fn assert_not_called(&self, prefixes: &[&str]) {
+        let calls = self.calls();
+        for p in prefixes {
+            assert!(
+                !calls.iter().any(|c| c.starts_with(p)),
+                "helm {p}ran: {calls:?}"
+            );
+        }
+    }
+
+    /// The first helm call that starts with `prefix`.
+    #[track_caller]
+    fn call(&self, prefix: &str) -> String {
+        let calls = self.calls();
+        calls
+            .iter()
+            .find(|c| c.starts_with(prefix))
+            .cloned()
+            .unwrap_or_else(|| panic!("no `helm {prefix}...` in {calls:?}"))
+    }
+
     fn clear_calls(&self) {
         let _ = std::fs::remove_file(self.root.join("helm-calls.log"));
     }
@@ -214,6 +247,19 @@ macro_rules! both_helms {
     };
 }
 
+/// `lockstep CMD RELEASE CHART -n NAMESPACE EXTRA...`: the plugin's command line.
+fn plugin_cmd<'a>(
+    cmd: &'a str,
+    release: &'a str,
+    chart: &'a str,
+    namespace: &'a str,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut a = vec!["lockstep", cmd, release, chart, "-n", namespace];
+    a.extend_from_slice(extra);
+    a
+}
+
 /// `lockstep CMD prefect PREFECT_CLOUD -n prefect -f PREFECT_CLOUD_VALUES EXTRA...`: the
 /// plugin's command line for the prefect-cloud release of the fake clusters.
 fn cloud_cmd<'a>(cmd: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
@@ -243,6 +289,22 @@ fn with_prefect_releases(name: &str, major: u8, apps: bool) -> (Helm, FakeKube) 
     );
     helm.use_cluster(&kube);
     (helm, kube)
+}
+
+/// Asserts success (see [`ok`]) and that stderr says `needle`; returns stdout.
+#[track_caller]
+fn ok_saying(out: &Output, what: &str, needle: &str) -> String {
+    let text = ok(out, what);
+    assert!(stderr(out).contains(needle), "{what}: {}", stderr(out));
+    text
+}
+
+/// Asserts lockstep's failure contract (`code`, nothing on stdout, `error` on stderr) and
+/// that stderr says `needle`.
+#[track_caller]
+fn fails_saying(out: &Output, code: i32, needle: &str) {
+    let err = common::fails(out, code);
+    assert!(err.contains(needle), "{err}");
 }
 
 fn chmod_x(p: &Path) {
@@ -432,14 +494,13 @@ fn plugin_loads_and_templates_a_first_install(major: u8) {
     let empty = releases_file(&helm.root, "none.json", &serde_json::json!([]));
     let kube = FakeKube::start(&helm.root, "empty", &empty, false);
     helm.use_cluster(&kube);
-    let out = helm.run(&[
-        "lockstep",
+    let out = helm.run(&plugin_cmd(
         "template",
         "prefect-server",
         PREFECT_SERVER,
-        "-n",
         "prefect",
-    ]);
+        &[],
+    ));
     let text = ok(&out, "helm lockstep template");
     let err = stderr(&out);
     assert!(
@@ -487,19 +548,8 @@ fn plugin_loads_and_templates_a_first_install(major: u8) {
     ]);
     assert_eq!(text, direct);
 
-    let calls = helm.calls();
-    assert!(
-        calls
-            .iter()
-            .any(|c| c == "history prefect-server --output=json --namespace=prefect"),
-        "{calls:?}"
-    );
-    assert!(
-        !calls
-            .iter()
-            .any(|c| c.starts_with("install ") || c.starts_with("upgrade ")),
-        "{calls:?}"
-    );
+    helm.assert_called("history prefect-server --output=json --namespace=prefect");
+    helm.assert_not_called(&["install ", "upgrade "]);
     assert!(kube.writes().is_empty(), "{:?}", kube.writes());
 }
 
@@ -655,11 +705,10 @@ fn reads_the_newest_deployed_revision(major: u8) {
     // Revision 1 superseded 0.7.0, 2 deployed 0.8.2, 3 failed 1.2.0.
     let (helm, kube) = with_prefect_releases("lookup", major, false);
     let out = helm.run(&cloud_cmd("template", &[]));
-    let text = ok(&out, "helm lockstep template");
-    assert!(
-        stderr(&out).contains("deployed: release prefect revision 2"),
-        "{}",
-        stderr(&out)
+    let text = ok_saying(
+        &out,
+        "helm lockstep template",
+        "deployed: release prefect revision 2",
     );
     // 0.8 → 1.2 brings a one-time step: only there when the deployed release is 0.8.2.
     let jobs: Vec<String> = lockstep_jobs(&text).into_iter().map(|(n, _)| n).collect();
@@ -679,13 +728,8 @@ fn reads_the_newest_deployed_revision(major: u8) {
         "0.8.2",
     ]);
     assert_eq!(text, direct);
+    helm.assert_called("get metadata prefect --revision=2 --output=json --namespace=prefect");
     let calls = helm.calls();
-    assert!(
-        calls
-            .iter()
-            .any(|c| c == "get metadata prefect --revision=2 --output=json --namespace=prefect"),
-        "{calls:?}"
-    );
     assert!(
         !calls.iter().any(|c| c.contains("--revision=3")),
         "the failed revision 3 is skipped: {calls:?}"
@@ -698,16 +742,13 @@ fn reads_the_newest_deployed_revision(major: u8) {
     );
     assert!(plan.contains("update-orion"), "{plan}");
     let json = ok(
-        &helm.run(&[
-            "lockstep",
+        &helm.run(&plugin_cmd(
             "plan",
             "prefect",
             PREFECT_CLOUD,
-            "-n",
             "prefect",
-            "-o",
-            "json",
-        ]),
+            &["-o", "json"],
+        )),
         "plan -o json",
     );
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
@@ -733,9 +774,9 @@ fn reads_the_newest_deployed_revision(major: u8) {
         "prefect",
     ];
     ok(&helm.run(&args), "plan --kube-context fake-kube");
-    let calls = helm.calls();
-    let want = "history prefect --output=json --namespace=prefect --kube-context=fake-kube";
-    assert!(calls.iter().any(|c| c == want), "{calls:?}");
+    helm.assert_called(
+        "history prefect --output=json --namespace=prefect --kube-context=fake-kube",
+    );
     let out = helm.run(&[
         "--kube-context",
         "nope",
@@ -786,17 +827,8 @@ fn refuses_a_skipped_release_before_helm_runs(major: u8) {
             err.contains("refusing to upgrade prefect-cloud from 0.6.1 to 1.2.0"),
             "{err}"
         );
-        let calls = helm.calls();
-        assert!(
-            calls.iter().any(|c| c.starts_with("history prefect ")),
-            "{calls:?}"
-        );
-        for forbidden in ["install ", "upgrade ", "show chart"] {
-            assert!(
-                !calls.iter().any(|c| c.starts_with(forbidden)),
-                "helm {forbidden}ran: {calls:?}"
-            );
-        }
+        helm.call("history prefect ");
+        helm.assert_not_called(&["install ", "upgrade ", "show chart"]);
     }
     assert!(kube.writes().is_empty(), "{:?}", kube.writes());
     assert!(helm.tmp_entries().is_empty(), "{:?}", helm.tmp_entries());
@@ -813,16 +845,13 @@ fn first_install_dry_run(major: u8) {
     helm.use_cluster(&kube);
     let snapshot = helm.root.join("snapshot");
     helm.set("LOCKSTEP_TEST_SNAPSHOT", snapshot.clone());
-    let out = helm.run(&[
-        "lockstep",
+    let out = helm.run(&plugin_cmd(
         "install",
         "prefect-server",
         PREFECT_SERVER,
-        "-n",
         "prefect",
-        "--dry-run=client",
-        "--disable-openapi-validation",
-    ]);
+        &["--dry-run=client", "--disable-openapi-validation"],
+    ));
     let text = ok(&out, "helm lockstep install --dry-run=client");
     let (hooks, manifest) = dry_run_sections(&text);
     let hook_jobs: Vec<String> = lockstep_jobs(&hooks).into_iter().map(|(n, _)| n).collect();
@@ -852,11 +881,7 @@ fn first_install_dry_run(major: u8) {
         "the record is a hook: {hooks}"
     );
 
-    let calls = helm.calls();
-    let install = calls
-        .iter()
-        .find(|c| c.starts_with("install "))
-        .unwrap_or_else(|| panic!("{calls:?}"));
+    let install = helm.call("install ");
     let argv: Vec<&str> = install.split(' ').collect();
     assert_eq!(argv[1], "prefect-server");
     assert!(
@@ -896,14 +921,13 @@ fn first_install_dry_run(major: u8) {
     );
     let stream = std::fs::read_to_string(snapshot.join("lockstep/manifests.yaml")).unwrap();
     let template = ok(
-        &helm.run(&[
-            "lockstep",
+        &helm.run(&plugin_cmd(
             "template",
             "prefect-server",
             PREFECT_SERVER,
-            "-n",
             "prefect",
-        ]),
+            &[],
+        )),
         "template",
     );
     assert_eq!(
@@ -997,11 +1021,7 @@ fn upgrade_dry_run(major: u8) {
         "{jobs:?}"
     );
     assert!(lockstep_jobs(&manifest).is_empty(), "{manifest}");
-    let calls = helm.calls();
-    let upgrade = calls
-        .iter()
-        .find(|c| c.starts_with("upgrade "))
-        .unwrap_or_else(|| panic!("{calls:?}"));
+    let upgrade = helm.call("upgrade ");
     let atomic = if major == 3 {
         "--atomic"
     } else {
@@ -1036,7 +1056,7 @@ fn helm4_crds_app_version_and_helm_exit_code() {
     helm.use_cluster(&kube);
     // The chart version is the same as deployed: the release (appVersion) is 1.0.0 → 1.1.0.
     let plan = ok(
-        &helm.run(&["lockstep", "plan", "widgets", CRD_APP, "-n", "apps"]),
+        &helm.run(&plugin_cmd("plan", "widgets", CRD_APP, "apps", &[])),
         "plan",
     );
     assert!(
@@ -1047,16 +1067,13 @@ fn helm4_crds_app_version_and_helm_exit_code() {
     let snapshot = helm.root.join("snapshot");
     helm.set("LOCKSTEP_TEST_SNAPSHOT", snapshot.clone());
     helm.set("LOCKSTEP_TEST_HELM_EXIT", "42");
-    let out = helm.run(&[
-        "lockstep",
+    let out = helm.run(&plugin_cmd(
         "upgrade",
         "widgets",
         CRD_APP,
-        "-n",
         "apps",
-        "--set",
-        "image=registry.example/widgets/api:1.1.0",
-    ]);
+        &["--set", "image=registry.example/widgets/api:1.1.0"],
+    ));
     assert_eq!(
         out.status.code(),
         Some(42),
@@ -1107,7 +1124,7 @@ fn helm4_crds_app_version_and_helm_exit_code() {
         "helm3 template",
     );
     let template = ok(
-        &helm.run(&["lockstep", "template", "widgets", CRD_APP, "-n", "apps"]),
+        &helm.run(&plugin_cmd("template", "widgets", CRD_APP, "apps", &[])),
         "helm lockstep template",
     );
     assert_eq!(multiset(&full), multiset(&template));
@@ -1156,56 +1173,41 @@ fn helm4_image_tag_release_is_read_from_the_manifest() {
     helm.use_cluster(&kube);
 
     let plan = ok(
-        &helm.run(&[
-            "lockstep",
+        &helm.run(&plugin_cmd(
             "plan",
             "prefect-server",
             PREFECT_SERVER,
-            "-n",
             "ok",
-        ]),
+            &[],
+        )),
         "plan",
     );
     assert!(
         plan.starts_with("Upgrade plan for prefect-server from 3.7.8 to 3.8.3"),
         "{plan}"
     );
-    assert!(
-        helm.calls()
-            .iter()
-            .any(|c| c == "get manifest prefect-server --revision=1 --namespace=ok"),
-        "{:?}",
-        helm.calls()
-    );
-    let out = helm.run(&[
-        "lockstep",
+    helm.assert_called("get manifest prefect-server --revision=1 --namespace=ok");
+    let out = helm.run(&plugin_cmd(
         "template",
         "prefect-server",
         PREFECT_SERVER,
-        "-n",
         "ok",
-    ]);
-    ok(&out, "template over 3.7.8");
-    assert!(
-        stderr(&out).contains("API image tag 3.7.8-python3.11"),
-        "{}",
-        stderr(&out)
+        &[],
+    ));
+    ok_saying(
+        &out,
+        "template over 3.7.8",
+        "API image tag 3.7.8-python3.11",
     );
 
-    let out = helm.run(&[
-        "lockstep",
+    let out = helm.run(&plugin_cmd(
         "template",
         "prefect-server",
         PREFECT_SERVER,
-        "-n",
         "old",
-    ]);
-    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("from 3.6.1 to 3.8.3"),
-        "{}",
-        stderr(&out)
-    );
+        &[],
+    ));
+    fails_saying(&out, 3, "from 3.6.1 to 3.8.3");
 }
 
 // ---- usage and errors -------------------------------------------------------------------------
@@ -1266,9 +1268,7 @@ fn helm4_usage_and_error_paths() {
 
     // A repository chart is fetched with helm; a repository never added says how to add it.
     let out = helm.run(&["lockstep", "template", "x", "bitnami/postgresql"]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(out.stdout.is_empty());
-    assert!(stderr(&out).contains("helm repo add"), "{}", stderr(&out));
+    fails_saying(&out, 1, "helm repo add");
 
     // --version checks the local chart.
     let out = helm.run(&[
@@ -1283,12 +1283,7 @@ fn helm4_usage_and_error_paths() {
         "-f",
         PREFECT_CLOUD_VALUES,
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("is prefect-cloud 1.2.0"),
-        "{}",
-        stderr(&out)
-    );
+    fails_saying(&out, 1, "is prefect-cloud 1.2.0");
 
     // An unreachable cluster is an error, not a first install.
     std::fs::write(
@@ -1297,14 +1292,13 @@ fn helm4_usage_and_error_paths() {
     )
     .unwrap();
     helm.set("KUBECONFIG", helm.root.join("dead-kubeconfig"));
-    let out = helm.run(&[
-        "lockstep",
+    let out = helm.run(&plugin_cmd(
         "template",
         "prefect-server",
         PREFECT_SERVER,
-        "-n",
         "prefect",
-    ]);
+        &[],
+    ));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
     let err = stderr(&out);
@@ -1320,28 +1314,13 @@ fn helm4_usage_and_error_paths() {
     // template with --from does not ask the cluster.
     helm.clear_calls();
     let text = ok(
-        &helm.run(&[
-            "lockstep",
-            "template",
-            "prefect",
-            PREFECT_CLOUD,
-            "-n",
-            "prefect",
-            "-f",
-            PREFECT_CLOUD_VALUES,
-            "--from",
-            "0.8.2",
-        ]),
+        &helm.run(&cloud_cmd("template", &["--from", "0.8.2"])),
         "template --from",
     );
     assert!(lockstep_jobs(&text)
         .iter()
         .any(|(n, _)| n == "prefect-update-orion"));
-    assert!(
-        !helm.calls().iter().any(|c| c.starts_with("history")),
-        "{:?}",
-        helm.calls()
-    );
+    helm.assert_not_called(&["history"]);
 
     // A release that never reached the cluster is a first install; one uninstalled with
     // --keep-history is not guessed.
@@ -1363,74 +1342,40 @@ fn helm4_usage_and_error_paths() {
     );
     let kube = FakeKube::start(&helm.root, "odd", &releases, false);
     helm.use_cluster(&kube);
-    let out = helm.run(&[
-        "lockstep",
+    let out = helm.run(&plugin_cmd(
         "template",
         "prefect",
         PREFECT_CLOUD,
-        "-n",
         "failed",
-        "-f",
-        PREFECT_CLOUD_VALUES,
-    ]);
-    ok(&out, "never deployed");
-    assert!(
-        stderr(&out).contains("was never deployed"),
-        "{}",
-        stderr(&out)
-    );
-    let out = helm.run(&[
-        "lockstep",
+        &["-f", PREFECT_CLOUD_VALUES],
+    ));
+    ok_saying(&out, "never deployed", "was never deployed");
+    let out = helm.run(&plugin_cmd(
         "template",
         "prefect",
         PREFECT_CLOUD,
-        "-n",
         "gone",
-        "-f",
-        PREFECT_CLOUD_VALUES,
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("--from VERSION"), "{}", stderr(&out));
-    let out = helm.run(&[
-        "lockstep",
+        &["-f", PREFECT_CLOUD_VALUES],
+    ));
+    fails_saying(&out, 1, "--from VERSION");
+    let out = helm.run(&plugin_cmd(
         "template",
         "prefect",
         PREFECT_CLOUD,
-        "-n",
         "other",
-        "-f",
-        PREFECT_CLOUD_VALUES,
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("runs the chart \"prefect-server\""),
-        "{}",
-        stderr(&out)
-    );
+        &["-f", PREFECT_CLOUD_VALUES],
+    ));
+    fails_saying(&out, 1, "runs the chart \"prefect-server\"");
     // install and upgrade read the cluster even with --from, which must agree with it.
     helm.clear_calls();
-    let out = helm.run(&[
-        "lockstep",
+    let out = helm.run(&plugin_cmd(
         "upgrade",
         "prefect",
         PREFECT_CLOUD,
-        "-n",
         "deployed",
-        "-f",
-        PREFECT_CLOUD_VALUES,
-        "--from",
-        "0.7.0",
-    ]);
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(
-        stderr(&out).contains("--from 0.7.0 disagrees with the cluster"),
-        "{}",
-        stderr(&out)
-    );
-    assert!(
-        !helm.calls().iter().any(|c| c.starts_with("upgrade ")),
-        "{:?}",
-        helm.calls()
-    );
+        &["-f", PREFECT_CLOUD_VALUES, "--from", "0.7.0"],
+    ));
+    fails_saying(&out, 1, "--from 0.7.0 disagrees with the cluster");
+    helm.assert_not_called(&["upgrade "]);
     assert!(kube.writes().is_empty(), "{:?}", kube.writes());
 }
