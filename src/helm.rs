@@ -5,12 +5,6 @@
 //! (never a shell), and user-supplied strings are passed only as the values of
 //! flags lockstep chose (`--values=FILE`, `--set=K=V`), never as flags of their own.
 //!
-//! helm's output can be handed to the caller before helm has exited
-//! ([`Running::finish_with`]): helm prints a render in one write and then takes
-//! milliseconds to exit, and the rest of the pipeline runs in that time. A result
-//! computed that way is used only if helm succeeds with exactly the bytes it was
-//! computed from.
-//!
 //! `helm template` runs with Go's garbage collector held back until helm's heap
 //! reaches 128 MiB (`GOGC=off`, `GOMEMLIMIT=128MiB`; see [`go_gc_env`]): a render
 //! is short-lived and mostly garbage, and on two cores the collector's work is a

@@ -165,24 +165,6 @@ impl<'r> Pending<'r> {
             origin: self.origin,
         })
     }
-
-    /// `work(text, origin)` on the final text, or helm's failure; for a chart, started
-    /// on helm's output as soon as it has arrived, while helm exits
-    /// ([`helm::Running::finish_with`]): `work` must depend on nothing but its
-    /// arguments.
-    pub fn finish_with<T>(self, mut work: impl FnMut(&str, &Origin) -> T) -> Result<T> {
-        let origin = &self.origin;
-        let result = match self.text {
-            PendingText::Given(text) => Ok(work(text, origin)),
-            PendingText::Helm(running) => running
-                .finish_with(|text| work(text, origin))
-                .map(|(_, result)| result),
-        };
-        // Freeing the values and the profile (thousands of YAML nodes) takes longer
-        // than the whole render after helm: not on the way to the output.
-        drop_aside(self.origin);
-        result
-    }
 }
 
 /// Runs the source and render stages.
@@ -576,34 +558,9 @@ pub fn run(req: &Request, out: &mut dyn Write, notes: &mut Vec<String>) -> Resul
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
         };
-        let pending = begin(req, notes)?;
-        if let PendingText::Given(text) = pending.text {
-            return produce(req, text, &pending.origin, join, notes, out);
-        }
-        // A chart: the rest of the pipeline runs on helm's output while helm exits, into
-        // a buffer written only once helm has succeeded with exactly that output.
-        let templates = join();
-        let (bytes, more_notes) = pending.finish_with(|text, origin| {
-            let (mut bytes, mut notes) = (Vec::new(), Vec::new());
-            let templates = || templates.as_ref().map_err(|e| anyhow!("{e:#}"));
-            let done = produce(req, text, origin, templates, &mut notes, &mut bytes);
-            (done.map(|()| bytes), notes)
-        })?;
-        notes.extend(more_notes);
-        out.write_all(&bytes?)?;
-        out.flush()?;
-        drop_aside(templates);
-        Ok(())
+        let rendered = begin(req, notes)?.finish()?;
+        produce(req, &rendered.text, &rendered.origin, join, notes, out)
     })
-}
-
-/// Drops `value` on a thread of its own, off the way to the output: the process is
-/// about to exit, and freeing a large tree costs more than what is left to do. (If no
-/// thread can be had, the closure, and `value` with it, is dropped here.)
-fn drop_aside<T: Send + 'static>(value: T) {
-    let _ = std::thread::Builder::new()
-        .name("drop".into())
-        .spawn(move || drop(value));
 }
 
 fn load_templates(req: &Request) -> Result<template::Templates> {

@@ -18,6 +18,11 @@
 //! the template is rendered again with the JSON and read the plain way, so results
 //! and errors are what that gives.
 //!
+//! What the fast read buys, counted by callgrind (bench/README.md, "Complexity that
+//! pays"): without it `lockstep render` runs 18.4 M instructions instead of 14.9 M for
+//! prefect-server (+23 %) and 35.4 M instead of 26.5 M for prefect-cloud 1.2.0 (+33 %),
+//! all of it after helm's output arrives, on the way to lockstep's own output.
+//!
 //! This module must not decide what goes into a template: `inject` builds contexts.
 
 use anyhow::{anyhow, bail, Context, Result};

@@ -1,6 +1,5 @@
-//! A helm run under way: its time limit and the watchdog that kills its process group,
-//! the reader of its output, and the early work on that output while helm exits
-//! ([`Running::finish_with`]).
+//! A helm run under way: its time limit, the watchdog that kills its process group,
+//! and the readers of its output.
 //!
 //! It must not build helm's arguments or environment (the parent module does).
 
@@ -91,48 +90,17 @@ pub(super) fn watch(
 impl Running {
     /// Waits for helm and returns what it printed on stdout; on failure, what it said
     /// on stderr.
-    pub fn finish(self) -> Result<String> {
-        self.finish_with(|_| ()).map(|(text, ())| text)
-    }
-
-    /// [`finish`](Running::finish), with `early` run on helm's output as soon as that
-    /// has arrived, while helm is still shutting down. helm prints a render in one
-    /// write and exits milliseconds later, and `early` is the rest of the caller's
-    /// work; this way the two overlap.
-    ///
-    /// What the caller gets is exactly `(text, early(&text))` for the final output,
-    /// or helm's failure. A result of `early` is kept only if helm then succeeded and
-    /// printed nothing after the bytes `early` saw. Otherwise `early` runs again on the
-    /// final text, so it must be a pure function of the text it is given. A
-    /// snapshot that cuts a UTF-8 character is not passed to `early` at all.
-    pub fn finish_with<T>(mut self, mut early: impl FnMut(&str) -> T) -> Result<(String, T)> {
+    pub fn finish(mut self) -> Result<String> {
         let what = self.what;
         let child = self.child.as_mut().expect("finished once");
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let pid = child.id();
-        let shared = Shared::default();
         let done = (std::sync::Mutex::new(false), std::sync::Condvar::new());
         let deadline = self.deadline;
-        let (stderr_bytes, spoken, stopped) = std::thread::scope(|s| {
+        let (read, stderr_bytes, stopped) = std::thread::scope(|s| {
             let watchdog = s.spawn(|| watch(pid, deadline, &done));
-            let reader = s.spawn(|| shared.fill(stdout));
-            let stderr_reader = s.spawn(|| {
-                let mut buf = Vec::new();
-                if let Some(mut e) = stderr {
-                    let _ = std::io::Read::read_to_end(&mut e, &mut buf);
-                }
-                buf
-            });
-            let (mut seen, mut spoken) = (None, None);
-            while let Some(snapshot) = shared.next_quiet_snapshot(seen) {
-                seen = Some(snapshot.len());
-                if let Ok(text) = std::str::from_utf8(&snapshot) {
-                    spoken = Some((snapshot.len(), early(text)));
-                }
-            }
-            let read = reader
-                .join()
-                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            let stderr_reader = s.spawn(|| read_all(stderr).unwrap_or_default());
+            let read = read_all(stdout);
             let err = stderr_reader
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -141,11 +109,12 @@ impl Running {
             let stopped = watchdog
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-            if stopped == Stopped::No {
-                read.with_context(|| format!("could not read the output of {what}"))?;
-            }
-            Ok::<_, anyhow::Error>((err, spoken, stopped))
-        })?;
+            (read, err, stopped)
+        });
+        let bytes = match stopped {
+            Stopped::No => read.with_context(|| format!("could not read the output of {what}"))?,
+            _ => Vec::new(),
+        };
         let mut child = self.child.take().expect("finished once");
         let status = child
             .wait()
@@ -176,89 +145,17 @@ impl Running {
                 msg.trim()
             );
         }
-        let bytes = std::mem::take(&mut *shared.state.lock().expect("reader done"));
-        let text = String::from_utf8(bytes.bytes)
-            .with_context(|| format!("{what} printed output that is not UTF-8"))?;
-        let result = match spoken {
-            // The output only grows: the same length is the same bytes.
-            Some((len, result)) if len == text.len() => result,
-            _ => early(&text),
-        };
-        Ok((text, result))
+        String::from_utf8(bytes).with_context(|| format!("{what} printed output that is not UTF-8"))
     }
 }
 
-/// helm's stdout as it arrives, shared between the thread that reads it and the one
-/// that works on it.
-#[derive(Default)]
-pub(super) struct Shared {
-    state: std::sync::Mutex<Output>,
-    changed: std::sync::Condvar,
-}
-
-#[derive(Default)]
-pub(super) struct Output {
-    bytes: Vec<u8>,
-    eof: bool,
-}
-
-/// How long the output must stay unchanged before it is worked on: a render larger
-/// than the pipe arrives in pieces microseconds apart.
-pub(super) const QUIET: std::time::Duration = std::time::Duration::from_micros(200);
-
-impl Shared {
-    /// Reads `from` to its end, publishing every piece.
-    fn fill(&self, from: Option<std::process::ChildStdout>) -> std::io::Result<()> {
-        let result = match from {
-            Some(mut r) => {
-                let mut buf = vec![0u8; 1 << 16];
-                loop {
-                    match std::io::Read::read(&mut r, &mut buf) {
-                        Ok(0) => break Ok(()),
-                        Ok(n) => {
-                            self.state
-                                .lock()
-                                .expect("no panic holding it")
-                                .bytes
-                                .extend_from_slice(&buf[..n]);
-                            self.changed.notify_all();
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => break Err(e),
-                    }
-                }
-            }
-            None => Ok(()),
-        };
-        self.state.lock().expect("no panic holding it").eof = true;
-        self.changed.notify_all();
-        result
+/// All of `from` (nothing when there is no such stream).
+fn read_all<R: std::io::Read>(from: Option<R>) -> std::io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if let Some(mut r) = from {
+        r.read_to_end(&mut buf)?;
     }
-
-    /// A copy of the output once it has grown past `seen` bytes and then stayed the
-    /// same for [`QUIET`]; `None` once the output is complete (the caller then works on
-    /// the final text).
-    fn next_quiet_snapshot(&self, seen: Option<usize>) -> Option<Vec<u8>> {
-        let mut state = self.state.lock().expect("no panic holding it");
-        loop {
-            if state.eof {
-                return None;
-            }
-            let len = state.bytes.len();
-            if len == 0 || Some(len) == seen {
-                state = self.changed.wait(state).expect("no panic holding it");
-                continue;
-            }
-            let (next, timeout) = self
-                .changed
-                .wait_timeout(state, QUIET)
-                .expect("no panic holding it");
-            state = next;
-            if timeout.timed_out() && state.bytes.len() == len && !state.eof {
-                return Some(state.bytes.clone());
-            }
-        }
-    }
+    Ok(buf)
 }
 
 impl Drop for Running {

@@ -1,27 +1,22 @@
 //! The rendered stream given on stdin, held whole and never changed.
 //!
 //! Nothing may reach stdout before the gate has passed, so the input is read to its
-//! end before anything else. On Linux it is read into an anonymous mapping whose
-//! pages the kernel populates up front (`MAP_POPULATE`, and `MADV_POPULATE_WRITE` for
-//! what is added as it grows) instead of a heap buffer whose every 4 KiB page faults
-//! on first touch. On the 2-core VMs this was measured on, reading 50 MB into fresh
-//! heap memory took 87-103 ms; into a populated mapping, 26-29 ms (bench/README.md).
-//! Where the kernel has no `MADV_POPULATE_WRITE` (before 5.14), the pages added while
-//! growing fault as usual: slower, the same bytes. Elsewhere it is a `String`.
+//! end before anything else, into one buffer sized once when the length is known (a
+//! regular file), touched only as far as it is filled. A populated anonymous mapping (`MAP_POPULATE`) was used here before
+//! to spare the page faults of a fresh buffer; measured again (bench/README.md,
+//! "The stdin buffer"), it took the same CPU time on 50 MB and held 16 MB more at the
+//! peak when stdin is a pipe, so it went.
 //!
-//! This module owns that buffer and the `unsafe` it takes (the mapping's lifetime and
-//! the slices over it). It must not look at the bytes beyond checking they are UTF-8.
+//! This module owns that buffer. It must not look at the bytes beyond checking they
+//! are UTF-8.
 
 use std::io::Read;
 
-/// An immutable UTF-8 text: read from a stream, or given.
-pub struct Text(Repr);
+/// The most read into the buffer at once (and zeroed before it).
+const STEP: usize = 1 << 20;
 
-enum Repr {
-    Heap(String),
-    #[cfg(target_os = "linux")]
-    Mapped(mapped::Mapped),
-}
+/// An immutable UTF-8 text: read from a stream, or given.
+pub struct Text(String);
 
 /// Why a stream could not be taken as text.
 #[derive(Debug)]
@@ -34,22 +29,39 @@ pub enum ReadError {
 impl Text {
     /// Reads `from` to its end. `size` is the expected length, when known (a regular
     /// file): the buffer is then sized once.
-    pub fn read(from: impl Read, size: Option<usize>) -> Result<Text, ReadError> {
-        #[cfg(target_os = "linux")]
-        {
-            let m = mapped::Mapped::read(from, size).map_err(ReadError::Io)?;
-            std::str::from_utf8(m.bytes()).map_err(|e| ReadError::NotUtf8(e.valid_up_to()))?;
-            Ok(Text(Repr::Mapped(m)))
+    pub fn read(mut from: impl Read, size: Option<usize>) -> Result<Text, ReadError> {
+        // One byte more than a known size, so the read that finds the end has room.
+        let mut bytes = Vec::with_capacity(size.map_or(STEP, |n| n.saturating_add(1)));
+        // `bytes[..filled]` is what was read; the rest of `bytes` is zeroed room, added a
+        // step at a time, so capacity not yet needed (a pipe's buffer doubles) is never
+        // touched and no byte is zeroed twice.
+        let mut filled = 0;
+        loop {
+            if filled == bytes.len() {
+                if bytes.len() == bytes.capacity() {
+                    bytes.reserve(STEP);
+                }
+                let more = (bytes.capacity() - bytes.len()).min(STEP);
+                bytes.resize(bytes.len() + more, 0);
+            }
+            let room = bytes.len() - filled;
+            match from.read(&mut bytes[filled..]) {
+                Ok(0) => break,
+                // `Read` is a safe trait: a reader may claim more than it was given.
+                Ok(n) if n > room => {
+                    return Err(ReadError::Io(std::io::Error::other(format!(
+                        "the reader reported {n} bytes read into a buffer of {room}"
+                    ))))
+                }
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(ReadError::Io(e)),
+            }
         }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let mut from = from;
-            let mut bytes = Vec::with_capacity(size.map_or(1 << 20, |n| n + 1));
-            from.read_to_end(&mut bytes).map_err(ReadError::Io)?;
-            String::from_utf8(bytes)
-                .map(|s| Text(Repr::Heap(s)))
-                .map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
-        }
+        bytes.truncate(filled);
+        String::from_utf8(bytes)
+            .map(Text)
+            .map_err(|e| ReadError::NotUtf8(e.utf8_error().valid_up_to()))
     }
 
     /// The process's stdin, read to its end (sized once when it is a regular file),
@@ -70,14 +82,7 @@ impl Text {
     }
 
     pub fn as_str(&self) -> &str {
-        match &self.0 {
-            Repr::Heap(s) => s,
-            // SAFETY: a mapped Text is built only from bytes `read` checked are UTF-8,
-            // and nothing changes them afterwards (`Mapped` has no mutable access once
-            // read).
-            #[cfg(target_os = "linux")]
-            Repr::Mapped(m) => unsafe { std::str::from_utf8_unchecked(m.bytes()) },
-        }
+        &self.0
     }
 }
 
@@ -90,13 +95,13 @@ impl std::ops::Deref for Text {
 
 impl From<String> for Text {
     fn from(s: String) -> Text {
-        Text(Repr::Heap(s))
+        Text(s)
     }
 }
 
 impl From<&str> for Text {
     fn from(s: &str) -> Text {
-        Text(Repr::Heap(s.to_owned()))
+        Text(s.to_owned())
     }
 }
 
@@ -110,143 +115,6 @@ impl Clone for Text {
 impl std::fmt::Debug for Text {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Text({} bytes)", self.len())
-    }
-}
-
-#[cfg(target_os = "linux")]
-mod mapped {
-    use std::io::{ErrorKind, Read};
-    use std::ptr::NonNull;
-
-    /// A private anonymous mapping holding `len` bytes read so far, of `cap`.
-    pub struct Mapped {
-        ptr: NonNull<u8>,
-        len: usize,
-        cap: usize,
-    }
-
-    // SAFETY: `Mapped` owns its mapping exclusively, like a `Vec<u8>` owns its heap
-    // block; shared access only reads.
-    unsafe impl Send for Mapped {}
-    unsafe impl Sync for Mapped {}
-
-    /// The first mapping for a stream of unknown length (a pipe); it doubles as needed.
-    const FIRST: usize = 64 << 10;
-
-    impl Mapped {
-        pub fn read(mut from: impl Read, size: Option<usize>) -> std::io::Result<Mapped> {
-            // One byte more than a known size, so the read that finds the end does not
-            // grow the mapping.
-            let mut m = Mapped::new(size.map_or(FIRST, |n| n.saturating_add(1)))?;
-            loop {
-                if m.len == m.cap {
-                    m.grow()?;
-                }
-                let spare = m.spare();
-                let room = spare.len();
-                match from.read(spare) {
-                    Ok(0) => return Ok(m),
-                    // `Read` is a safe trait: a reader may claim more than it was given.
-                    // `len` bounds the slices `bytes` makes, so that claim is refused
-                    // here, not trusted (it would expose memory past the mapping).
-                    Ok(n) if n > room => {
-                        return Err(std::io::Error::other(format!(
-                            "the reader reported {n} bytes read into a buffer of {room}"
-                        )))
-                    }
-                    Ok(n) => m.len += n,
-                    Err(e) if e.kind() == ErrorKind::Interrupted => {}
-                    Err(e) => return Err(e),
-                }
-            }
-        }
-
-        fn new(cap: usize) -> std::io::Result<Mapped> {
-            let cap = page_align(cap.max(1))?;
-            // SAFETY: asks for a fresh private anonymous mapping; touches no existing
-            // memory.
-            let p = unsafe {
-                libc::mmap(
-                    std::ptr::null_mut(),
-                    cap,
-                    libc::PROT_READ | libc::PROT_WRITE,
-                    libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_POPULATE,
-                    -1,
-                    0,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return Err(std::io::Error::last_os_error());
-            }
-            let ptr = NonNull::new(p.cast())
-                .ok_or_else(|| std::io::Error::other("mmap gave a null mapping"))?;
-            Ok(Mapped { ptr, len: 0, cap })
-        }
-
-        /// Doubles the mapping (the kernel moves its pages, it copies no bytes) and
-        /// populates the new half.
-        fn grow(&mut self) -> std::io::Result<()> {
-            let cap = self
-                .cap
-                .checked_mul(2)
-                .ok_or_else(|| std::io::Error::from(ErrorKind::OutOfMemory))?;
-            // SAFETY: `ptr`/`cap` describe this mapping; MREMAP_MAYMOVE may move it, and
-            // nothing points into it while `&mut self` is held.
-            let p = unsafe {
-                libc::mremap(
-                    self.ptr.as_ptr().cast(),
-                    self.cap,
-                    cap,
-                    libc::MREMAP_MAYMOVE,
-                )
-            };
-            if p == libc::MAP_FAILED {
-                return Err(std::io::Error::last_os_error());
-            }
-            self.ptr = NonNull::new(p.cast())
-                .ok_or_else(|| std::io::Error::other("mremap gave a null mapping"))?;
-            // SAFETY: [old cap, cap) lies inside the mapping just made. Advice only: on
-            // kernels without MADV_POPULATE_WRITE it fails and the pages fault as used.
-            unsafe {
-                libc::madvise(
-                    self.ptr.as_ptr().add(self.cap).cast(),
-                    cap - self.cap,
-                    libc::MADV_POPULATE_WRITE,
-                );
-            }
-            self.cap = cap;
-            Ok(())
-        }
-
-        /// The part not read into yet.
-        fn spare(&mut self) -> &mut [u8] {
-            // SAFETY: [len, cap) lies inside the mapping, which is readable and
-            // writable; anonymous memory starts zeroed, so it is initialized; `&mut
-            // self` makes the slice exclusive.
-            unsafe {
-                std::slice::from_raw_parts_mut(self.ptr.as_ptr().add(self.len), self.cap - self.len)
-            }
-        }
-
-        pub fn bytes(&self) -> &[u8] {
-            // SAFETY: [0, len) lies inside the mapping and holds the bytes read.
-            unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
-        }
-    }
-
-    impl Drop for Mapped {
-        fn drop(&mut self) {
-            // SAFETY: unmaps exactly this mapping, once; no slice of it outlives `self`.
-            unsafe {
-                libc::munmap(self.ptr.as_ptr().cast(), self.cap);
-            }
-        }
-    }
-
-    fn page_align(n: usize) -> std::io::Result<usize> {
-        const PAGE: usize = 4096;
-        n.checked_next_multiple_of(PAGE)
-            .ok_or_else(|| std::io::Error::from(ErrorKind::OutOfMemory))
     }
 }
 
