@@ -38,7 +38,7 @@ mod running;
 mod tests;
 
 /// How to find helm, and what was tried, for the error message.
-pub fn helm_bin() -> Result<PathBuf> {
+pub(crate) fn helm_bin() -> Result<PathBuf> {
     if let Some(bin) = std::env::var_os("HELM_BIN").filter(|b| !b.is_empty()) {
         let p = PathBuf::from(&bin);
         if p.components().count() > 1 {
@@ -80,7 +80,7 @@ fn is_executable(p: &Path) -> bool {
 
 /// Everything `helm template` is told.
 #[derive(Debug, Clone, Default)]
-pub struct TemplateArgs {
+pub(crate) struct TemplateArgs {
     pub release: String,
     pub chart: PathBuf,
     pub namespace: Option<String>,
@@ -94,7 +94,7 @@ pub struct TemplateArgs {
 impl TemplateArgs {
     /// The arguments of `helm template`, `--set` and `--set-string` included (as
     /// helm would take them by hand; [`template`] passes them as a values file).
-    pub fn argv(&self) -> Vec<OsString> {
+    pub(crate) fn argv(&self) -> Vec<OsString> {
         let mut a: Vec<OsString> = vec!["template".into(), self.release.clone().into()];
         a.push(safe_path(&self.chart));
         if let Some(ns) = &self.namespace {
@@ -132,14 +132,14 @@ fn safe_path(p: &Path) -> OsString {
 }
 
 /// Runs helm with `args`, returning stdout; helm's own message on failure.
-pub fn run(helm: &Path, args: &[OsString], what: &'static str) -> Result<String> {
+pub(crate) fn run(helm: &Path, args: &[OsString], what: &'static str) -> Result<String> {
     start(helm, args, what)?.finish()
 }
 
 /// A helm run started by [`start`], so the caller can work while helm renders.
 /// Collect it with [`Running::finish`]; dropped unfinished (the caller failed), it is
 /// killed with its process group and reaped.
-pub struct Running {
+pub(crate) struct Running {
     child: Option<std::process::Child>,
     what: &'static str,
     /// When helm must have finished.
@@ -155,7 +155,7 @@ pub struct Running {
 
 /// How long helm may run when nothing says otherwise: Argo CD gives a plugin command
 /// 60 s (the repo-server's exec timeout), and lockstep needs time before and after.
-pub const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
+pub(crate) const DEFAULT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(45);
 
 static TIMEOUT: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
 
@@ -168,7 +168,7 @@ pub fn set_timeout(limit: std::time::Duration) {
 /// The time limit for a helm run: `--helm-timeout`, else `LOCKSTEP_HELM_TIMEOUT` (or, from
 /// an Argo CD Application's plugin env, `ARGOCD_ENV_LOCKSTEP_HELM_TIMEOUT`), else
 /// [`DEFAULT_TIMEOUT`].
-pub fn timeout() -> Result<std::time::Duration> {
+pub(crate) fn timeout() -> Result<std::time::Duration> {
     if let Some(t) = TIMEOUT.get() {
         return Ok(*t);
     }
@@ -196,7 +196,7 @@ pub fn parse_timeout(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// Starts helm with `args`, its stdout and stderr captured.
-pub fn start(helm: &Path, args: &[OsString], what: &'static str) -> Result<Running> {
+pub(crate) fn start(helm: &Path, args: &[OsString], what: &'static str) -> Result<Running> {
     spawn(Command::new(helm), helm, args, what)
 }
 
@@ -284,7 +284,7 @@ fn redact(text: &str, secrets: &[String]) -> String {
 /// Runs helm with `args` and returns what it printed and its exit status, whatever
 /// that is: for callers that must tell one failure from another (the Helm plugin reads
 /// `Error: release: not found` from `helm history` as a first install).
-pub fn output(helm: &Path, args: &[OsString], what: &str) -> Result<std::process::Output> {
+pub(crate) fn output(helm: &Path, args: &[OsString], what: &str) -> Result<std::process::Output> {
     Command::new(helm)
         .args(args)
         .stdin(Stdio::null())
@@ -295,7 +295,7 @@ pub fn output(helm: &Path, args: &[OsString], what: &str) -> Result<std::process
 /// Runs helm with `args` on the user's terminal (stdin, stdout and stderr inherited):
 /// helm's messages and progress reach the user unchanged; the caller passes the exit
 /// status on.
-pub fn run_inherited(
+pub(crate) fn run_inherited(
     helm: &Path,
     args: &[OsString],
     what: &str,
@@ -309,7 +309,7 @@ pub fn run_inherited(
 /// Starts `helm template`; [`Running::finish`] gives the rendered stream. The values of
 /// `--set` and `--set-string` go to helm as a generated values file, last (so they
 /// win over every `-f`, as helm's own `--set` does); see [`set_values_yaml`].
-pub fn template(helm: &Path, args: &TemplateArgs) -> Result<Running> {
+pub(crate) fn template(helm: &Path, args: &TemplateArgs) -> Result<Running> {
     // The chart's own values and the user's values files: blanked from helm's messages.
     let values_files = (args
         .chart
@@ -345,7 +345,10 @@ pub fn template(helm: &Path, args: &TemplateArgs) -> Result<Running> {
 /// and whole numbers without a leading zero as int64; `--set-string` keeps strings.
 /// Not taken (refused, with a message): list indices (`a[0]=x`). A value written as
 /// `{a,b}` stays that text (helm's `--set` would make a list of it).
-pub fn set_values_yaml(set: &[String], set_string: &[String]) -> Result<(String, Vec<String>)> {
+pub(crate) fn set_values_yaml(
+    set: &[String],
+    set_string: &[String],
+) -> Result<(String, Vec<String>)> {
     let mut secrets = Vec::new();
     for item in set.iter().chain(set_string) {
         for (path, value) in crate::source::parse_set(item)? {

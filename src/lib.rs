@@ -91,7 +91,7 @@ pub struct Request {
 }
 
 impl Request {
-    pub fn new(input: Input) -> Request {
+    pub(crate) fn new(input: Input) -> Request {
         Request {
             input,
             release: None,
@@ -112,7 +112,7 @@ impl Request {
 }
 
 /// What the stages found, before anything is injected.
-pub struct Analysis<'a> {
+pub(crate) struct Analysis<'a> {
     pub stream: stream::Stream<'a>,
     pub profile: Profile,
     pub chart: ChartMeta,
@@ -124,7 +124,7 @@ pub struct Analysis<'a> {
 
 /// What the source stage learnt besides the text; all `None` for a given stream.
 #[derive(Default)]
-pub struct Origin {
+pub(crate) struct Origin {
     /// Chart.yaml of the rendered chart.
     pub chart: Option<ChartMeta>,
     pub profile: Option<Profile>,
@@ -136,14 +136,14 @@ pub struct Origin {
 
 /// The text to work on: helm's render of the chart, or the given stream
 /// (borrowed from the request, not copied).
-pub struct Rendered<'r> {
+pub(crate) struct Rendered<'r> {
     pub text: std::borrow::Cow<'r, str>,
     pub origin: Origin,
 }
 
 /// The source and render stages under way: helm renders (or the stream is at hand)
 /// while the caller goes on; [`Pending::finish`] gives the text.
-pub struct Pending<'r> {
+pub(crate) struct Pending<'r> {
     text: PendingText<'r>,
     pub origin: Origin,
 }
@@ -155,7 +155,7 @@ enum PendingText<'r> {
 
 impl<'r> Pending<'r> {
     /// Waits for the render.
-    pub fn finish(self) -> Result<Rendered<'r>> {
+    pub(crate) fn finish(self) -> Result<Rendered<'r>> {
         let text = match self.text {
             PendingText::Given(text) => std::borrow::Cow::Borrowed(text),
             PendingText::Helm(running) => running.finish()?.into(),
@@ -168,14 +168,14 @@ impl<'r> Pending<'r> {
 }
 
 /// Runs the source and render stages.
-pub fn obtain<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Rendered<'r>> {
+pub(crate) fn obtain<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Rendered<'r>> {
     begin(req, notes)?.finish()
 }
 
 /// Starts the source and render stages: starts helm, and while it renders works out
 /// the profile, the values and the gate that needs no render. An error there stops
 /// helm.
-pub fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r>> {
+pub(crate) fn begin<'r>(req: &'r Request, notes: &mut Vec<String>) -> Result<Pending<'r>> {
     check_request(req)?;
     match &req.input {
         Input::Stream(text) => Ok(Pending {
@@ -296,7 +296,7 @@ fn release_name(req: &Request, meta: Option<&ChartMeta>) -> Result<String> {
 }
 
 /// Runs stream, locate and gate over a rendered text.
-pub fn analyze<'a>(
+pub(crate) fn analyze<'a>(
     req: &Request,
     text: &'a str,
     origin: &Origin,

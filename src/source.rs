@@ -6,7 +6,7 @@
 //! the gate's values checks, and holds a stream given on stdin ([`Text`]). It must not
 //! render: `render` runs helm.
 
-pub mod archive;
+pub(crate) mod archive;
 mod text;
 pub use text::{ReadError, Text};
 
@@ -79,7 +79,7 @@ pub fn read_chart(chart: &Path) -> Result<LocalChart> {
 }
 
 /// Chart metadata as the rendered labels tell it (`helm.sh/chart: NAME-VERSION`).
-pub fn meta_from_labels(labels: &BTreeMap<String, String>) -> Option<ChartMeta> {
+pub(crate) fn meta_from_labels(labels: &BTreeMap<String, String>) -> Option<ChartMeta> {
     let chart = labels.get("helm.sh/chart")?;
     let (name, version) = split_chart_label(chart)?;
     Some(ChartMeta {
@@ -91,21 +91,21 @@ pub fn meta_from_labels(labels: &BTreeMap<String, String>) -> Option<ChartMeta> 
 }
 
 /// `prefect-server-2026.8.18172642` → (`prefect-server`, `2026.8.18172642`).
-pub fn split_chart_label(label: &str) -> Option<(&str, &str)> {
+pub(crate) fn split_chart_label(label: &str) -> Option<(&str, &str)> {
     label
         .match_indices('-')
         .map(|(i, _)| (&label[..i], &label[i + 1..]))
         .find(|(_, v)| v.starts_with(|c: char| c.is_ascii_digit()))
 }
 
-pub fn meta_from_workload(api: &ApiWorkload) -> Option<ChartMeta> {
+pub(crate) fn meta_from_workload(api: &ApiWorkload) -> Option<ChartMeta> {
     meta_from_labels(&api.labels)
 }
 
 /// The user's values as helm would merge them: the chart's defaults (of a chart
 /// directory or a packaged chart alike, [`read_chart`]), each `-f` file in order, then
 /// `--set` and `--set-string`.
-pub fn merged_values(
+pub(crate) fn merged_values(
     defaults: Option<&Value>,
     files: &[std::path::PathBuf],
     set: &[String],
@@ -168,14 +168,14 @@ pub fn merge(base: &mut Value, over: Value) {
 }
 
 /// A value for `--set KEY=VALUE` that stays one value: helm splits on commas.
-pub fn escape_set_value(v: &str) -> String {
+pub(crate) fn escape_set_value(v: &str) -> String {
     v.replace('\\', "\\\\").replace(',', "\\,")
 }
 
 /// `a.b=c,d=e` → [([a, b], c), ([d], e)], as helm's strvals reads it: a backslash
 /// takes the next character as it is (`\,` a comma in a value, `\.` a dot in a key,
 /// `\\` a backslash).
-pub fn parse_set(item: &str) -> Result<Vec<(Vec<String>, String)>> {
+pub(crate) fn parse_set(item: &str) -> Result<Vec<(Vec<String>, String)>> {
     let mut out = Vec::new();
     let mut chars = item.chars();
     loop {

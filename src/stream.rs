@@ -66,7 +66,7 @@ impl<'a> Doc<'a> {
     }
 
     /// The document parsed as YAML; parsed once, on first use.
-    pub fn value(&self) -> Result<&Value> {
+    pub(crate) fn value(&self) -> Result<&Value> {
         if let Some(v) = self.parsed.get() {
             return Ok(v);
         }
@@ -80,7 +80,7 @@ impl<'a> Doc<'a> {
     }
 
     /// "Deployment prefect/prefect-server (document at line 120)".
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match &self.head {
             Some(h) => format!(
                 "{} {}{} (document at line {})",
@@ -110,7 +110,7 @@ pub struct Stream<'a> {
 impl<'a> Stream<'a> {
     /// Where `doc`'s raw bytes lie in [`Stream::text`]; None for a document made here
     /// (an item of a List).
-    pub fn span(&self, doc: &Doc<'a>) -> Option<std::ops::Range<usize>> {
+    pub(crate) fn span(&self, doc: &Doc<'a>) -> Option<std::ops::Range<usize>> {
         let Cow::Borrowed(raw) = doc.raw else {
             return None;
         };

@@ -33,29 +33,29 @@ use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-pub const JOB: &str = include_str!("../templates/job.yaml.hbs");
-pub const RECORD: &str = include_str!("../templates/record-configmap.yaml.hbs");
+pub(crate) const JOB: &str = include_str!("../templates/job.yaml.hbs");
+pub(crate) const RECORD: &str = include_str!("../templates/record-configmap.yaml.hbs");
 /// The gate's script: which record to read, then the decision.
-pub const GATE_SCRIPT: &str = concat!(
+pub(crate) const GATE_SCRIPT: &str = concat!(
     include_str!("../templates/record.sh"),
     include_str!("../templates/gate.sh")
 );
 /// The wrapper of every step Job: which record to read, then run the step as the record
 /// says (once, not again, the first-install or the upgrade command, after the rollout).
-pub const STEP_SCRIPT: &str = concat!(
+pub(crate) const STEP_SCRIPT: &str = concat!(
     include_str!("../templates/record.sh"),
     include_str!("../templates/step.sh")
 );
 
 /// A script as a Job runs it: without its comment lines (the files document it).
-pub fn script(text: &str) -> String {
+pub(crate) fn script(text: &str) -> String {
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
         .flat_map(|l| [l, "\n"])
         .collect()
 }
 
-pub struct Templates {
+pub(crate) struct Templates {
     hb: Handlebars<'static>,
     /// Per template, the last placeholder text read and its parse: the Jobs of one
     /// render mostly share theirs, so it is parsed once.
@@ -149,7 +149,7 @@ fn mentions_slot(v: &Value) -> bool {
 
 impl Templates {
     /// The embedded templates, with `job` replaced when the user gives one.
-    pub fn new(job_override: Option<(&str, String)>) -> Result<Templates> {
+    pub(crate) fn new(job_override: Option<(&str, String)>) -> Result<Templates> {
         let mut hb = Handlebars::new();
         hb.set_strict_mode(true);
         hb.register_escape_fn(handlebars::no_escape);
@@ -170,7 +170,7 @@ impl Templates {
 
     /// Renders template `name`, checks it as a `T` and returns its document: the
     /// text of the checked object (as a `T` serializes), with a `# Source:` line.
-    pub fn document<T: Serialize + DeserializeOwned>(
+    pub(crate) fn document<T: Serialize + DeserializeOwned>(
         &self,
         name: &str,
         ctx: &serde_json::Value,
@@ -254,7 +254,7 @@ fn check<T: Serialize + DeserializeOwned>(name: &str, mut value: Value) -> Resul
 }
 
 /// Removes null map entries (absent optional fields) recursively.
-pub fn strip_nulls(v: &mut Value) {
+pub(crate) fn strip_nulls(v: &mut Value) {
     match v {
         Value::Mapping(m) => {
             m.retain(|_, x| !x.is_null());

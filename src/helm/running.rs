@@ -90,7 +90,7 @@ pub(super) fn watch(
 impl Running {
     /// Waits for helm and returns what it printed on stdout; on failure, what it said
     /// on stderr.
-    pub fn finish(mut self) -> Result<String> {
+    pub(crate) fn finish(mut self) -> Result<String> {
         let what = self.what;
         let child = self.child.as_mut().expect("finished once");
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());

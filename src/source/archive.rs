@@ -21,19 +21,19 @@ use std::io::Read;
 use std::path::Path;
 
 /// helm's `MaxDecompressedChartSize`: all files of a chart, decompressed.
-pub const MAX_CHART_SIZE: u64 = 100 * 1024 * 1024;
+pub(crate) const MAX_CHART_SIZE: u64 = 100 * 1024 * 1024;
 /// helm 3's `MaxDecompressedFileSize`: one file, decompressed.
-pub const MAX_FILE_SIZE: u64 = 5 * 1024 * 1024;
+pub(crate) const MAX_FILE_SIZE: u64 = 5 * 1024 * 1024;
 
 /// The top-level files lockstep needs from a packaged chart.
 #[derive(Debug, Default)]
-pub struct Packaged {
+pub(crate) struct Packaged {
     pub chart_yaml: Option<String>,
     pub values_yaml: Option<String>,
 }
 
 /// Reads `path` as helm would load it, keeping the chart's own Chart.yaml and values.yaml.
-pub fn read(path: &Path) -> Result<Packaged> {
+pub(crate) fn read(path: &Path) -> Result<Packaged> {
     let file = std::fs::File::open(path)
         .with_context(|| format!("cannot read the packaged chart {}", path.display()))?;
     let mut raw = std::io::BufReader::new(file);
@@ -56,7 +56,7 @@ pub fn read(path: &Path) -> Result<Packaged> {
 }
 
 /// [`read`] on a decompressed-on-the-fly stream.
-pub fn read_from(gz: impl Read) -> Result<Packaged> {
+pub(crate) fn read_from(gz: impl Read) -> Result<Packaged> {
     read_limited(gz, MAX_CHART_SIZE, MAX_FILE_SIZE)
 }
 
